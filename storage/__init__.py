@@ -1,0 +1,47 @@
+"""Labelhouse storage engine: versioned datasets of Arrow tables with primary keys.
+
+Never imports Prefect, checks, tasks or flows.
+"""
+
+from .catalog import Catalog
+from .datafiles import WriteOptions
+from .dataset import Dataset
+from .errors import (
+    BranchExistsError,
+    CommitConflictError,
+    CorruptDatasetError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    InvalidInputError,
+    InvalidNameError,
+    MergeConflictError,
+    PrimaryKeyConflictError,
+    SchemaMismatchError,
+    StorageError,
+    TagExistsError,
+    VersionNotFoundError,
+)
+from .maintenance import VacuumStats, ValidationReport
+from .snapshot import Snapshot
+
+__all__ = [
+    "BranchExistsError",
+    "Catalog",
+    "CommitConflictError",
+    "CorruptDatasetError",
+    "Dataset",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "InvalidInputError",
+    "InvalidNameError",
+    "MergeConflictError",
+    "PrimaryKeyConflictError",
+    "SchemaMismatchError",
+    "Snapshot",
+    "StorageError",
+    "TagExistsError",
+    "VacuumStats",
+    "ValidationReport",
+    "VersionNotFoundError",
+    "WriteOptions",
+]

@@ -1,0 +1,197 @@
+"""The Catalog: a directory (local or s3://) of datasets addressed by name."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from . import manifest as mf
+from .context import DatasetContext, DatasetMeta
+from .datafiles import WriteOptions
+from .dataset import DEFAULT_BRANCH, Dataset
+from .errors import DatasetExistsError, DatasetNotFoundError, SchemaMismatchError
+from .formats import (
+    FORMAT_VERSION,
+    META_FILE,
+    RESERVED_PREFIX,
+    check_format_version,
+    decode_json,
+    encode_json,
+    utcnow,
+)
+from .io import ObjectStore, open_store
+from .log import LogEntry
+from .naming import check_name
+
+CATALOG_FILE = "_catalog.json"
+RESERVED_COLUMNS = {"_change_type", "_snapshot_id", "_committed_at", "_distance", "_message", "_properties"}
+
+
+def _key_type_ok(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_date(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_decimal(t)
+    )
+
+
+def check_definition(schema: Any, primary_keys: Sequence[str], record_fields: Sequence[str]) -> None:
+    """Refuse a dataset definition that could not be stored or keyed correctly."""
+    if not isinstance(schema, pa.Schema):
+        raise SchemaMismatchError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
+    names = schema.names
+    if not names:
+        raise SchemaMismatchError("schema has no columns")
+    if len(set(names)) != len(names):
+        raise SchemaMismatchError(f"schema has duplicate column names: {names}")
+    bad = [n for n in names if not n or n.startswith(RESERVED_PREFIX) or n in RESERVED_COLUMNS or "\x00" in n]
+    if bad:
+        raise SchemaMismatchError(
+            f"column name(s) {bad} are reserved or empty (names starting with {RESERVED_PREFIX!r} and "
+            f"{sorted(RESERVED_COLUMNS)} are Labelhouse's own); rename them"
+        )
+    if isinstance(primary_keys, str) or not primary_keys:
+        raise SchemaMismatchError("primary_keys must be a non-empty list of column names, e.g. ['id']")
+    for k in primary_keys:
+        if k not in names:
+            raise SchemaMismatchError(f"primary key {k!r} is not a column; columns are {names}")
+        if not _key_type_ok(schema.field(k).type):
+            raise SchemaMismatchError(
+                f"primary key column {k!r} has type {schema.field(k).type}; keys must be integer, string, "
+                "binary, date, timestamp or decimal (not float or nested)"
+            )
+    if len(set(primary_keys)) != len(primary_keys):
+        raise SchemaMismatchError(f"primary_keys repeats a column: {list(primary_keys)}")
+    if isinstance(record_fields, str):
+        raise SchemaMismatchError("record_fields must be a list of column names")
+    for r in record_fields:
+        if r not in names:
+            raise SchemaMismatchError(f"record field {r!r} is not a column; columns are {names}")
+        if r in primary_keys:
+            raise SchemaMismatchError(f"record field {r!r} is a primary key; keys are stored in index files")
+    if len(set(record_fields)) != len(record_fields):
+        raise SchemaMismatchError(f"record_fields repeats a column: {list(record_fields)}")
+
+
+class Catalog:
+    """Datasets by name under one root: a local directory or `s3://bucket/prefix`."""
+
+    def __init__(self, uri: str | os.PathLike[str] = "./lakehouse", **storage_options: Any) -> None:
+        self._uri = os.fspath(uri)
+        self._store: ObjectStore = open_store(self._uri, **storage_options)
+        self._open: dict[str, DatasetContext] = {}
+        self._lock = threading.Lock()
+        self._check_catalog_file()
+
+    def __repr__(self) -> str:
+        return f"Catalog({self._store.uri!r})"
+
+    @property
+    def uri(self) -> str:
+        """Where the catalog lives."""
+        return self._store.uri
+
+    def _check_catalog_file(self) -> None:
+        try:
+            data = self._store.read_bytes(CATALOG_FILE)
+        except FileNotFoundError:
+            return
+        check_format_version(decode_json(data, f"{self.uri}/{CATALOG_FILE}"), f"{self.uri}/{CATALOG_FILE}")
+
+    def create_dataset(
+        self,
+        name: str,
+        schema: pa.Schema,
+        primary_keys: Sequence[str],
+        record_fields: Sequence[str] | None = None,
+        *,
+        options: WriteOptions | None = None,
+        exist_ok: bool = False,
+    ) -> Dataset:
+        """Create an empty dataset (snapshot 0 on branch `main`)."""
+        check_name(name)
+        record_fields = list(record_fields or [])
+        check_definition(schema, primary_keys, record_fields)
+        store = self._store.child(name)
+        meta = DatasetMeta(schema, list(primary_keys), record_fields, utcnow(), options or WriteOptions())
+        self._store.put_if_absent(CATALOG_FILE, encode_json({"format_version": FORMAT_VERSION}))
+        if not store.put_if_absent(META_FILE, meta.to_json()):
+            if exist_ok:
+                existing = self.dataset(name)
+                if not existing.schema.equals(schema) or existing.primary_keys != list(primary_keys):
+                    raise DatasetExistsError(
+                        f"dataset {name!r} exists with a different schema or primary keys; drop it or use another name"
+                    )
+                return existing
+            raise DatasetExistsError(f"dataset {name!r} already exists in {self.uri}; open it with cat.dataset()")
+        ctx = DatasetContext(name, store, meta)
+        empty = mf.write(store, mf.empty(ctx.manifest_schema))
+        first = LogEntry(
+            snapshot_id=0,
+            parent_id=None,
+            branch=DEFAULT_BRANCH,
+            created_at=meta.created_at,
+            operation="create",
+            commit_id=uuid.uuid4().hex,
+            manifest=empty,
+            summary={"rows": 0, "files": 0},
+        )
+        if not ctx.log.try_append(first):
+            raise DatasetExistsError(
+                f"dataset {name!r} has a log left from a dropped dataset of that name; drop() it again"
+            )
+        with self._lock:
+            self._open[name] = ctx
+        return Dataset(ctx)
+
+    def dataset(self, name: str, branch: str = DEFAULT_BRANCH) -> Dataset:
+        """Open a dataset (on a branch, default `main`)."""
+        check_name(name)
+        with self._lock:
+            ctx = self._open.get(name)
+        if ctx is None:
+            try:
+                ctx = DatasetContext.open(name, self._store.child(name))
+            except FileNotFoundError as exc:
+                raise DatasetNotFoundError(
+                    f"no dataset {name!r} in {self.uri}; datasets here: {self.datasets()}"
+                ) from exc
+            with self._lock:
+                ctx = self._open.setdefault(name, ctx)
+        ds = Dataset(ctx)
+        return ds if branch == DEFAULT_BRANCH else ds.branch(branch)
+
+    def datasets(self) -> list[str]:
+        """Names of the datasets in the catalog."""
+        names = set()
+        for info in self._store.list():
+            parts = info.path.split("/")
+            if len(parts) == 2 and parts[1] == META_FILE:
+                names.add(parts[0])
+        return sorted(names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.datasets()
+
+    def drop(self, name: str) -> None:
+        """Delete a dataset and all its files. Its metadata goes first, so it vanishes in one step."""
+        check_name(name)
+        store = self._store.child(name)
+        if not store.exists(META_FILE):
+            raise DatasetNotFoundError(f"no dataset {name!r} in {self.uri}")
+        store.delete(META_FILE)
+        with self._lock:
+            self._open.pop(name, None)
+        for info in store.list():
+            store.delete(info.path)

@@ -1,0 +1,104 @@
+"""Everything a dataset operation needs: its store, its fixed metadata, its log and its tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from . import manifest as mf
+from .datafiles import WriteOptions
+from .errors import CorruptDatasetError
+from .formats import (
+    FORMAT_VERSION,
+    META_FILE,
+    check_format_version,
+    decode_json,
+    decode_schema,
+    encode_json,
+    encode_schema,
+)
+from .io import ObjectStore
+from .log import Log, LogEntry
+from .refs import Tags
+from .scan import SnapshotFiles
+from .stats import stat_fields
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """The fixed definition of a dataset, written once at creation."""
+
+    schema: pa.Schema
+    primary_keys: list[str]
+    record_fields: list[str]
+    created_at: datetime
+    options: WriteOptions = field(default_factory=WriteOptions)
+
+    def to_json(self) -> bytes:
+        """Serialize for `_meta.json`."""
+        return encode_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "schema": encode_schema(self.schema),
+                "columns": [f"{f.name}: {f.type}" for f in self.schema],  # for people reading the file
+                "primary_keys": self.primary_keys,
+                "record_fields": self.record_fields,
+                "created_at": self.created_at.isoformat(),
+                "options": self.options.to_json(),
+            }
+        )
+
+    @staticmethod
+    def from_json(data: bytes, where: str) -> DatasetMeta:
+        """Parse `_meta.json`."""
+        obj: dict[str, Any] = decode_json(data, where)
+        check_format_version(obj, where)
+        try:
+            return DatasetMeta(
+                schema=decode_schema(obj["schema"]),
+                primary_keys=list(obj["primary_keys"]),
+                record_fields=list(obj["record_fields"]),
+                created_at=datetime.fromisoformat(obj["created_at"]),
+                options=WriteOptions(**obj.get("options", {})),
+            )
+        except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
+            raise CorruptDatasetError(f"{where}: dataset metadata is malformed ({exc})") from exc
+
+
+class DatasetContext:
+    """Shared state of one open dataset; every branch handle of it uses the same context (and caches)."""
+
+    def __init__(self, name: str, store: ObjectStore, meta: DatasetMeta) -> None:
+        self.name = name
+        self.store = store
+        self.meta = meta
+        self.log = Log(store)
+        self.tags = Tags(store)
+        self.stat_fields = stat_fields(meta.schema, set(meta.record_fields))
+        self.manifest_schema = mf.manifest_schema(meta.schema, meta.record_fields)
+
+    @staticmethod
+    def open(name: str, store: ObjectStore) -> DatasetContext:
+        """Read a dataset's metadata; FileNotFoundError if there is none."""
+        meta = DatasetMeta.from_json(store.read_bytes(META_FILE), f"{store.uri}/{META_FILE}")
+        return DatasetContext(name, store, meta)
+
+    @property
+    def key_schema(self) -> pa.Schema:
+        """The primary key columns."""
+        return pa.schema([self.meta.schema.field(k) for k in self.meta.primary_keys])
+
+    def manifest(self, entry: LogEntry) -> pa.Table:
+        """The manifest of a snapshot."""
+        if entry.manifest is None:
+            raise CorruptDatasetError(
+                f"dataset {self.name!r}: snapshot {entry.snapshot_id} ({entry.operation}) has no manifest"
+            )
+        return mf.read(self.store, entry.manifest)
+
+    def files(self, entry: LogEntry) -> SnapshotFiles:
+        """A reader's view of a snapshot."""
+        return SnapshotFiles(self.store, self.meta.schema, self.manifest(entry), self.stat_fields)

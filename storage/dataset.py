@@ -1,0 +1,370 @@
+"""The Dataset handle: writes, reads and versions of one dataset on one branch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import maintenance, scan, versions, writes
+from .context import DatasetContext
+from .errors import BranchExistsError, InvalidInputError, VersionNotFoundError
+from .formats import encode_json, utcnow
+from .inputs import key_table
+from .log import BRANCH_CREATE, BRANCH_DELETE, LogEntry
+from .naming import check_name
+from .snapshot import Snapshot
+from .txn import Prepared, commit
+
+DEFAULT_BRANCH = "main"
+
+
+def _check_properties(properties: dict[str, str] | None) -> dict[str, str] | None:
+    if properties is None:
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in properties.items()):
+        raise InvalidInputError("commit properties must map strings to strings (use json.dumps for structures)")
+    encode_json(properties)
+    return properties
+
+
+class Dataset:
+    """A versioned table with primary keys. Reads and writes go to the handle's branch."""
+
+    def __init__(self, ctx: DatasetContext, branch: str = DEFAULT_BRANCH) -> None:
+        self._ctx = ctx
+        self._branch = branch
+
+    def __repr__(self) -> str:
+        return f"Dataset({self._ctx.name!r}, branch={self._branch!r}, uri={self._ctx.store.uri!r})"
+
+    @property
+    def name(self) -> str:
+        """The dataset's name in its catalog."""
+        return self._ctx.name
+
+    @property
+    def branch_name(self) -> str:
+        """The branch this handle reads and writes."""
+        return self._branch
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The dataset's Arrow schema (all columns, record fields included)."""
+        return self._ctx.meta.schema
+
+    @property
+    def primary_keys(self) -> list[str]:
+        """Primary key columns."""
+        return list(self._ctx.meta.primary_keys)
+
+    @property
+    def record_fields(self) -> list[str]:
+        """Bulky columns, returned by reads only when asked for."""
+        return list(self._ctx.meta.record_fields)
+
+    # ----- writes -------------------------------------------------------------------------------------
+
+    def _write(
+        self,
+        prepare: Any,
+        idempotency_key: str | None,
+        message: str | None,
+        properties: dict[str, str] | None,
+    ) -> Snapshot:
+        ctx = self._ctx
+        properties = _check_properties(properties)
+        ctx.log.refresh()
+        if idempotency_key is not None:
+            done = ctx.log.find(idempotency_key=idempotency_key)
+            if done is not None:
+                return Snapshot.of(done)
+        base = versions.branch_head(ctx, self._branch)
+        prep: Prepared = prepare(base)
+        entry = commit(
+            ctx,
+            self._branch,
+            base,
+            prep,
+            idempotency_key=idempotency_key,
+            message=message,
+            properties=properties,
+        )
+        return Snapshot.of(entry)
+
+    def append(
+        self,
+        data: Any,
+        idempotency_key: str | None = None,
+        message: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """Add new rows (a table, batch, dict of lists or iterable of batches, streamed).
+
+        Keys must be new: PrimaryKeyConflictError names the ones that exist and nothing is written.
+        """
+        return self._write(
+            lambda base: writes.prepare_rows(self._ctx, base, data, "append"),
+            idempotency_key,
+            message,
+            properties,
+        )
+
+    def insert(
+        self,
+        data: Any,
+        idempotency_key: str | None = None,
+        message: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """Add rows whose keys must not exist; PrimaryKeyConflictError lists existing keys, writing nothing."""
+        return self._write(
+            lambda base: writes.prepare_rows(self._ctx, base, data, "insert"),
+            idempotency_key,
+            message,
+            properties,
+        )
+
+    def upsert(
+        self,
+        data: Any,
+        idempotency_key: str | None = None,
+        message: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """Insert rows, or replace whole rows whose primary key exists."""
+        return self._write(
+            lambda base: writes.prepare_rows(self._ctx, base, data, "upsert"),
+            idempotency_key,
+            message,
+            properties,
+        )
+
+    def delete(
+        self,
+        filter: pc.Expression | None = None,
+        *,
+        keys: Any = None,
+        idempotency_key: str | None = None,
+        message: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """Delete rows matching a filter expression, or by primary key values (absent keys are ignored)."""
+        if filter is not None and not isinstance(filter, pc.Expression):
+            raise InvalidInputError(
+                f"delete filter must be a pyarrow.compute.Expression such as pc.field('id') == 8, got "
+                f"{type(filter).__name__}; pass keys=[...] to delete by primary key"
+            )
+        return self._write(
+            lambda base: writes.prepare_delete(self._ctx, base, filter, keys),
+            idempotency_key,
+            message,
+            properties,
+        )
+
+    def restore(self, version: Any, message: str | None = None, properties: dict[str, str] | None = None) -> Snapshot:
+        """A new snapshot on this branch whose content equals `version`; history is kept."""
+        target = versions.resolve(self._ctx, self._branch, version)
+        return self._write(lambda base: writes.prepare_restore(self._ctx, base, target), None, message, properties)
+
+    # ----- reads --------------------------------------------------------------------------------------
+
+    def _columns(self, columns: Sequence[str] | None) -> list[str]:
+        if columns is None:
+            return [n for n in self.schema.names if n not in self._ctx.meta.record_fields]
+        if isinstance(columns, str):
+            raise InvalidInputError(f"columns must be a list of names, got the string {columns!r}")
+        unknown = [c for c in columns if c not in self.schema.names]
+        if unknown:
+            raise InvalidInputError(f"unknown column(s) {unknown}; dataset columns are {self.schema.names}")
+        return list(columns)
+
+    def _check_filter(self, filter: Any) -> pc.Expression | None:
+        if filter is not None and not isinstance(filter, pc.Expression):
+            raise InvalidInputError(
+                f"filter must be a pyarrow.compute.Expression such as pc.field('label') == 'cat', got "
+                f"{type(filter).__name__}"
+            )
+        return filter
+
+    def snapshot(self, version: Any = None) -> Snapshot:
+        """The snapshot a version argument names (default: this branch's head)."""
+        return Snapshot.of(versions.resolve(self._ctx, self._branch, version))
+
+    def read(
+        self,
+        filter: pc.Expression | None = None,
+        columns: Sequence[str] | None = None,
+        version: Any = None,
+        batch_size: int | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the rows of a version as record batches (at most `batch_size` rows each)."""
+        cols = self._columns(columns)
+        flt = self._check_filter(filter)
+        if batch_size is not None and batch_size <= 0:
+            raise InvalidInputError(f"batch_size must be positive, got {batch_size}")
+        snap = self._ctx.files(versions.resolve(self._ctx, self._branch, version))
+        for _path, batch in scan.file_batches(snap, cols, flt, batch_size):
+            yield batch
+
+    def read_all(
+        self, filter: pc.Expression | None = None, columns: Sequence[str] | None = None, version: Any = None
+    ) -> pa.Table:
+        """All rows of a version as one table."""
+        cols = self._columns(columns)
+        schema = pa.schema([self.schema.field(c) for c in cols])
+        batches = list(self.read(filter, cols, version))
+        return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+    def count(self, filter: pc.Expression | None = None, version: Any = None) -> int:
+        """Number of rows (matching `filter`) in a version."""
+        snap = self._ctx.files(versions.resolve(self._ctx, self._branch, version))
+        return scan.count(snap, self._check_filter(filter))
+
+    def take(self, keys: Any, columns: Sequence[str] | None = None, version: Any = None) -> pa.Table:
+        """Rows by primary key, in the order the keys are given; absent keys are skipped."""
+        cols = self._columns(columns)
+        wanted = key_table(keys, self.schema, self.primary_keys)
+        snap = self._ctx.files(versions.resolve(self._ctx, self._branch, version))
+        schema = pa.schema([self.schema.field(c) for c in cols])
+        if wanted.num_rows == 0:
+            return schema.empty_table()
+        need = list(dict.fromkeys([*self.primary_keys, *cols]))
+        parts = [pa.Table.from_batches([b]) for _p, b in scan.file_batches(snap, need, scan.key_filter(wanted))]
+        found = pa.concat_tables(parts) if parts else pa.schema([self.schema.field(c) for c in need]).empty_table()
+        order = wanted.append_column("_lh_order", pa.array(range(wanted.num_rows), pa.int64()))
+        joined = found.join(order, keys=self.primary_keys, join_type="inner")
+        return joined.sort_by("_lh_order").select(cols).cast(schema)
+
+    # ----- versions -----------------------------------------------------------------------------------
+
+    def versions(self) -> pa.Table:
+        """Every live snapshot of the dataset (all branches), oldest first."""
+        ctx = self._ctx
+        ctx.log.refresh()
+        tags: dict[int, list[str]] = {}
+        for name, sid in ctx.tags.all().items():
+            tags.setdefault(sid, []).append(name)
+        rows = [
+            {
+                "snapshot_id": e.snapshot_id,
+                "parent_id": e.parent_id,
+                "branch": e.branch,
+                "created_at": e.created_at,
+                "operation": e.operation,
+                "tags": sorted(tags.get(e.snapshot_id, [])),
+                "message": e.message,
+                "properties": encode_json(e.properties).decode(),
+                "summary": encode_json(e.summary).decode(),
+            }
+            for e in ctx.log.entries()
+        ]
+        schema = pa.schema(
+            [
+                pa.field("snapshot_id", pa.int64()),
+                pa.field("parent_id", pa.int64()),
+                pa.field("branch", pa.string()),
+                pa.field("created_at", pa.timestamp("us", tz="UTC")),
+                pa.field("operation", pa.string()),
+                pa.field("tags", pa.list_(pa.string())),
+                pa.field("message", pa.string()),
+                pa.field("properties", pa.string()),
+                pa.field("summary", pa.string()),
+            ]
+        )
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def tag(self, name: str, version: Any = None, force: bool = False) -> Snapshot:
+        """Name a snapshot (default: this branch's head). Tags are immutable unless force=True."""
+        check_name(name, "tag")
+        if self._ctx.log.branch_head(name) is not None:
+            raise InvalidInputError(f"{name!r} is a branch name; pick a tag name that is not a branch")
+        entry = versions.resolve(self._ctx, self._branch, version)
+        self._ctx.tags.set(name, entry.snapshot_id, force=force)
+        return Snapshot.of(entry)
+
+    def untag(self, name: str) -> None:
+        """Remove a tag; VersionNotFoundError if there is none."""
+        if not self._ctx.tags.delete(check_name(name, "tag")):
+            raise VersionNotFoundError(f"dataset {self.name!r} has no tag {name!r}")
+
+    def tags(self) -> dict[str, int]:
+        """Tag names and the snapshot ids they name."""
+        return self._ctx.tags.all()
+
+    def manifest(self, version: Any = None) -> pa.Table:
+        """One row per live data file: path, rows, deleted rows, bytes, deletion vector, min/max per column."""
+        return self._ctx.manifest(versions.resolve(self._ctx, self._branch, version))
+
+    # ----- branches -----------------------------------------------------------------------------------
+
+    def create_branch(self, name: str, from_version: Any = None) -> Dataset:
+        """Start a branch at a version (default: this branch's head) and return its handle."""
+        check_name(name, "branch")
+        ctx = self._ctx
+        if name in ctx.tags.all():
+            raise InvalidInputError(f"{name!r} is a tag name; pick a branch name that is not a tag")
+        source = versions.resolve(ctx, self._branch, from_version)
+        while True:
+            ctx.log.refresh()
+            if ctx.log.branch_head(name) is not None:
+                raise BranchExistsError(f"dataset {self.name!r} already has a branch {name!r}")
+            entry = LogEntry(
+                snapshot_id=ctx.log.head + 1,
+                parent_id=source.snapshot_id,
+                branch=name,
+                created_at=utcnow(),
+                operation=BRANCH_CREATE,
+                commit_id=uuid.uuid4().hex,
+                manifest=source.manifest,
+                summary={
+                    **{k: v for k, v in source.summary.items() if k in ("rows", "files")},
+                    "from_branch": source.branch,
+                    "from_snapshot": source.snapshot_id,
+                },
+            )
+            if ctx.log.try_append(entry):
+                return Dataset(ctx, name)
+
+    def branch(self, name: str) -> Dataset:
+        """A handle on another branch of this dataset."""
+        versions.branch_head(self._ctx, check_name(name, "branch"))
+        return Dataset(self._ctx, name)
+
+    def branches(self) -> dict[str, int]:
+        """Branch names and their head snapshot ids."""
+        self._ctx.log.refresh()
+        return {b: e.snapshot_id for b, e in sorted(self._ctx.log.branches().items())}
+
+    def delete_branch(self, name: str) -> None:
+        """Delete a branch (its snapshots stay reachable by id and tag until expired)."""
+        if name == DEFAULT_BRANCH:
+            raise InvalidInputError(f"the {DEFAULT_BRANCH!r} branch cannot be deleted")
+        ctx = self._ctx
+        while True:
+            head = versions.branch_head(ctx, check_name(name, "branch"))
+            entry = LogEntry(
+                snapshot_id=ctx.log.head + 1,
+                parent_id=head.snapshot_id,
+                branch=name,
+                created_at=utcnow(),
+                operation=BRANCH_DELETE,
+                commit_id=uuid.uuid4().hex,
+            )
+            if ctx.log.try_append(entry):
+                return
+            ctx.log.refresh()
+
+    # ----- maintenance --------------------------------------------------------------------------------
+
+    def validate(self) -> maintenance.ValidationReport:
+        """Check the whole dataset; CorruptDatasetError lists every problem found."""
+        return maintenance.validate(self._ctx)
+
+    def vacuum(self, grace_period: timedelta = timedelta(hours=1), dry_run: bool = False) -> maintenance.VacuumStats:
+        """Remove files no live snapshot references and older than `grace_period`."""
+        return maintenance.vacuum(self._ctx, grace_period, dry_run)

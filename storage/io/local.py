@@ -1,0 +1,120 @@
+"""Local-disk object store: fsync'ed writes, put-if-absent by hard link (never rename-over)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+
+import pyarrow.fs as pafs
+
+from .base import FileInfo, ObjectStore
+from .paths import check_relative, join
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """An ObjectStore over a directory."""
+
+    def __init__(self, root: str) -> None:
+        self._root = os.path.abspath(root)
+
+    @property
+    def uri(self) -> str:
+        return self._root
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalStore) and other._root == self._root
+
+    def __hash__(self) -> int:
+        return hash(("local", self._root))
+
+    def child(self, prefix: str) -> ObjectStore:
+        return LocalStore(self._abs(prefix))
+
+    def _abs(self, path: str) -> str:
+        return os.path.join(self._root, *check_relative(path).split("/"))
+
+    def _write_tmp(self, final: str, data: bytes) -> str:
+        directory = os.path.dirname(final)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return tmp
+
+    def read_bytes(self, path: str) -> bytes:
+        with open(self._abs(path), "rb") as f:
+            return f.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        final = self._abs(path)
+        tmp = self._write_tmp(final, data)
+        # Objects written here have unique names, so this rename never replaces a visible object.
+        os.replace(tmp, final)
+        _fsync_dir(os.path.dirname(final))
+
+    def put_if_absent(self, path: str, data: bytes) -> bool:
+        final = self._abs(path)
+        tmp = self._write_tmp(final, data)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(os.path.dirname(final))
+        return True
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self._abs(path))
+
+    def size(self, path: str) -> int:
+        return os.stat(self._abs(path)).st_size
+
+    def list(self, prefix: str = "") -> list[FileInfo]:
+        base = self._abs(prefix) if prefix else self._root
+        out: list[FileInfo] = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
+            for name in files:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                rel = name if rel_dir == "." else join(rel_dir, name)
+                out.append(FileInfo(rel, st.st_size, st.st_mtime))
+        return out
+
+    def delete(self, path: str) -> None:
+        full = self._abs(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(full)
+        # Leave no empty directories behind so a dropped dataset disappears entirely.
+        parent = os.path.dirname(full)
+        while parent != self._root and parent.startswith(self._root):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            parent = os.path.dirname(parent)
+
+    def arrow_fs(self) -> tuple[pafs.FileSystem, str]:
+        return pafs.LocalFileSystem(), self._root

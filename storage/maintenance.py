@@ -1,0 +1,128 @@
+"""validate() and vacuum(): end-to-end checks, and removal of files no snapshot references."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import changes as ch
+from . import manifest as mf
+from .context import DatasetContext
+from .errors import CorruptDatasetError, StorageError
+from .formats import CHANGES_DIR, DATA_DIR, DV_DIR, MANIFEST_DIR, TMP_PREFIX
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What validate() checked."""
+
+    snapshots: int
+    data_files: int
+    deletion_vectors: int
+    change_logs: int
+    problems: list[str] = field(default_factory=list)
+
+
+def referenced(ctx: DatasetContext) -> set[str]:
+    """Every file a live snapshot needs: manifests, change logs, data files and deletion vectors."""
+    out: set[str] = set()
+    for entry in ctx.log.entries():
+        if entry.manifest:
+            out.add(entry.manifest)
+            table = ctx.manifest(entry)
+            out.update(table.column("path").to_pylist())
+            out.update(p for p in table.column("dv").to_pylist() if p)
+        if entry.changes:
+            out.add(entry.changes)
+            changes = ch.read(ctx.store, entry.changes)
+            for col in ("_old_file", "_new_file"):
+                out.update(p for p in changes.column(col).to_pylist() if p)
+    return out
+
+
+def validate(ctx: DatasetContext) -> ValidationReport:
+    """Check every log entry parses and every referenced file exists with its recorded size and rows."""
+    ctx.log.refresh()
+    problems: list[str] = []
+    data_files: dict[str, tuple[int, int]] = {}
+    dvs: dict[str, tuple[int, int]] = {}
+    change_logs = 0
+    entries = ctx.log.entries()
+    for entry in entries:
+        try:
+            if entry.manifest:
+                for row in ctx.manifest(entry).to_pylist():
+                    data_files[row["path"]] = (row["bytes"], row["rows"])
+                    if row["dv"]:
+                        dvs[row["dv"]] = (row["dv_bytes"], row["rows"])
+            if entry.changes:
+                ch.read(ctx.store, entry.changes)
+                change_logs += 1
+        except StorageError as exc:
+            problems.append(f"snapshot {entry.snapshot_id}: {exc}")
+    for path, (size, rows) in sorted(data_files.items()):
+        problems += _check_data_file(ctx, path, size, rows)
+    for path, (size, rows) in sorted(dvs.items()):
+        try:
+            positions = mf.read_dv(ctx.store, path)
+            if ctx.store.size(path) != size or (len(positions) and int(positions.max()) >= rows):
+                problems.append(f"{path}: deletion vector size or positions do not match the manifest")
+        except (StorageError, FileNotFoundError) as exc:
+            problems.append(f"{path}: {exc}")
+    report = ValidationReport(len(entries), len(data_files), len(dvs), change_logs, problems)
+    if problems:
+        raise CorruptDatasetError(
+            f"dataset {ctx.name!r} failed validation with {len(problems)} problem(s):\n  "
+            + "\n  ".join(problems[:50])
+            + "\nRestore the named files from a backup, or restore() an earlier snapshot that does not use them."
+        )
+    return report
+
+
+def _check_data_file(ctx: DatasetContext, path: str, size: int, rows: int) -> list[str]:
+    try:
+        actual = ctx.store.size(path)
+    except FileNotFoundError:
+        return [f"{path}: data file is missing"]
+    if actual != size:
+        return [f"{path}: data file has {actual} bytes, the manifest records {size}"]
+    fs, root = ctx.store.arrow_fs()
+    try:
+        meta = pq.read_metadata(f"{root}/{path}", filesystem=fs)
+    except (pa.ArrowInvalid, OSError) as exc:
+        return [f"{path}: data file is not readable Parquet ({exc})"]
+    if meta.num_rows != rows:
+        return [f"{path}: data file has {meta.num_rows} rows, the manifest records {rows}"]
+    return []
+
+
+@dataclass(frozen=True)
+class VacuumStats:
+    """What vacuum() removed."""
+
+    files_removed: int
+    bytes_removed: int
+    removed: list[str]
+
+
+def vacuum(ctx: DatasetContext, grace: timedelta, dry_run: bool = False) -> VacuumStats:
+    """Delete files no live snapshot references, if older than `grace` (so running writers keep theirs)."""
+    ctx.log.refresh()
+    keep = referenced(ctx)
+    cutoff = time.time() - grace.total_seconds()
+    removed: list[str] = []
+    freed = 0
+    for prefix in (DATA_DIR, DV_DIR, MANIFEST_DIR, CHANGES_DIR, "_log", "_refs"):
+        for info in ctx.store.list(prefix):
+            leftover_tmp = info.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
+            if info.mtime > cutoff or (info.path in keep) or (prefix in ("_log", "_refs") and not leftover_tmp):
+                continue
+            removed.append(info.path)
+            freed += info.size
+            if not dry_run:
+                ctx.store.delete(info.path)
+    return VacuumStats(len(removed), freed, removed)

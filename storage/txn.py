@@ -1,0 +1,200 @@
+"""Optimistic commits: prepare files, then publish one log entry on top of the head that was read.
+
+If another commit won the race, the winners' change logs decide: disjoint keys rebase and retry (bounded,
+with jitter); the same keys raise a conflict; operations that define themselves against the head (restore,
+compaction) are prepared again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import changes as ch
+from . import faults
+from . import manifest as mf
+from .context import DatasetContext
+from .dv import Positions
+from .errors import CommitConflictError, PrimaryKeyConflictError, VersionNotFoundError
+from .formats import utcnow
+from .inputs import key_values
+from .log import LogEntry
+
+MAX_ATTEMPTS = 12
+
+
+@dataclass
+class Prepared:
+    """A commit's files and intent, written before the commit entry exists."""
+
+    operation: str
+    added: pa.Table | None = None
+    deletes: dict[str, Positions] = field(default_factory=dict)
+    removes: set[str] = field(default_factory=set)
+    changes: str | None = None
+    touched: pa.Table | None = None  # key columns this commit changes, for conflict detection
+    summary: dict[str, Any] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+    replace_manifest: pa.Table | None = None
+    # Operations defined against whatever the head is (restore, compaction) prepare again instead of
+    # checking key conflicts.
+    reprepare: Callable[[LogEntry], Prepared] | None = None
+
+
+def _overlap(a: pa.Table, b: pa.Table) -> pa.Table:
+    names = a.column_names
+    if a.num_rows == 0 or b.num_rows == 0:
+        return a.schema.empty_table()
+    if len(names) == 1:
+        return a.filter(pc.is_in(a.column(0), value_set=b.column(names[0])))
+    return a.join(b.select(names), keys=names, join_type="inner").select(names)
+
+
+def _winners(ctx: DatasetContext, base: LogEntry, head: LogEntry) -> list[LogEntry]:
+    chain = ctx.log.chain(head)
+    for i, entry in enumerate(chain):
+        if entry.snapshot_id == base.snapshot_id:
+            return list(reversed(chain[:i]))
+    raise CommitConflictError(
+        f"dataset {ctx.name!r}: branch {head.branch!r} no longer descends from snapshot {base.snapshot_id} "
+        "this write was based on; re-read and retry"
+    )
+
+
+def _rebase(ctx: DatasetContext, prep: Prepared, base: LogEntry, head: LogEntry) -> Prepared:
+    if prep.reprepare is not None:
+        for path in prep.written:
+            ctx.store.delete(path)
+        return prep.reprepare(head)
+    head_files = set(ctx.manifest(head).column("path").to_pylist())
+    gone = sorted(set(prep.deletes) - head_files)
+    for winner in _winners(ctx, base, head):
+        if prep.touched is None or winner.changes is None:
+            continue
+        theirs = ch.read(ctx.store, winner.changes)
+        keys = theirs.select(prep.touched.column_names)
+        clash = _overlap(prep.touched, keys)
+        if clash.num_rows == 0:
+            continue
+        values = key_values(clash)
+        if prep.operation in ("append", "insert"):
+            raise PrimaryKeyConflictError(ctx.name, values)
+        raise CommitConflictError(
+            f"dataset {ctx.name!r}: snapshot {winner.snapshot_id} ({winner.operation}) changed "
+            f"{len(values)} of the same key(s) first: {values[:10]}; re-read and retry the {prep.operation}"
+        )
+    if gone:
+        raise CommitConflictError(
+            f"dataset {ctx.name!r}: data files this {prep.operation} deletes from were rewritten by a "
+            f"concurrent commit ({gone[:3]}); retry the {prep.operation}"
+        )
+    return prep
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))
+
+
+def commit(
+    ctx: DatasetContext,
+    branch: str,
+    base: LogEntry,
+    prep: Prepared,
+    *,
+    idempotency_key: str | None = None,
+    message: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> LogEntry:
+    """Publish `prep` as the next snapshot of `branch`, rebasing over concurrent commits."""
+    commit_id = uuid.uuid4().hex
+    try:
+        for attempt in range(MAX_ATTEMPTS):
+            ctx.log.refresh()
+            if idempotency_key is not None:
+                existing = ctx.log.find(idempotency_key=idempotency_key)
+                if existing is not None:
+                    _discard(ctx, prep)
+                    return existing
+            head = ctx.log.branch_head(branch)
+            if head is None:
+                raise VersionNotFoundError(f"dataset {ctx.name!r}: branch {branch!r} does not exist")
+            if head.snapshot_id != base.snapshot_id:
+                prep = _rebase(ctx, prep, base, head)
+                base = head
+            entry = _publish(ctx, branch, head, prep, commit_id, idempotency_key, message, properties)
+            if entry is not None:
+                return entry
+            _backoff(attempt)
+    except BaseException:
+        if ctx.log.find(commit_id=commit_id) is None:
+            _discard(ctx, prep)
+        raise
+    _discard(ctx, prep)
+    raise CommitConflictError(
+        f"dataset {ctx.name!r}: gave up after {MAX_ATTEMPTS} attempts; other writers kept committing first. "
+        "Retry later or reduce write concurrency."
+    )
+
+
+def _publish(
+    ctx: DatasetContext,
+    branch: str,
+    head: LogEntry,
+    prep: Prepared,
+    commit_id: str,
+    idempotency_key: str | None,
+    message: str | None,
+    properties: dict[str, str] | None,
+) -> LogEntry | None:
+    if prep.replace_manifest is not None:
+        table, dv_bytes = prep.replace_manifest, 0
+    else:
+        table, dv_bytes = mf.apply(
+            ctx.store, ctx.manifest(head), deletes=prep.deletes, removes=prep.removes, added=prep.added
+        )
+    manifest_path = mf.write(ctx.store, table)
+    faults.checkpoint("commit.after_manifest")
+    summary = {**prep.summary, "rows": mf.live_rows(table), "files": table.num_rows}
+    summary["bytes_written"] = summary.get("bytes_written", 0) + dv_bytes
+    entry = LogEntry(
+        snapshot_id=ctx.log.head + 1,
+        parent_id=head.snapshot_id,
+        branch=branch,
+        created_at=utcnow(),
+        operation=prep.operation,
+        commit_id=commit_id,
+        manifest=manifest_path,
+        changes=prep.changes,
+        message=message,
+        properties=dict(properties or {}),
+        idempotency_key=idempotency_key,
+        summary=summary,
+    )
+    faults.checkpoint("commit.before_log")
+    try:
+        created = ctx.log.try_append(entry)
+    except Exception:
+        # The put may have landed before the error (a lost response): look for our own commit id.
+        ctx.log.refresh()
+        found = ctx.log.find(commit_id=commit_id)
+        if found is not None:
+            return found
+        raise
+    if created:
+        faults.checkpoint("commit.after_log")
+        return entry
+    ctx.store.delete(manifest_path)
+    return None
+
+
+def _discard(ctx: DatasetContext, prep: Prepared) -> None:
+    """Best-effort removal of files a commit that did not land had written (vacuum catches the rest)."""
+    for path in prep.written:
+        ctx.store.delete(path)

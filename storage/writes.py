@@ -1,0 +1,207 @@
+"""Preparing writes: data files, deletion positions and the change log, before any commit entry exists."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import changes as ch
+from . import faults
+from .context import DatasetContext
+from .datafiles import write_data_file
+from .dv import Positions
+from .errors import InvalidInputError, PrimaryKeyConflictError
+from .formats import POS_COLUMN
+from .inputs import conform, duplicate_keys, iter_tables, key_table, key_values, rechunk
+from .log import LogEntry
+from .scan import FILE_COLUMN, locate, locations
+from .txn import Prepared
+
+
+def group_positions(hits: pa.Table) -> dict[str, Positions]:
+    """Row positions per data file of a locations table."""
+    if hits.num_rows == 0:
+        return {}
+    files = hits.column(FILE_COLUMN).combine_chunks().dictionary_encode()
+    idx = files.indices.to_numpy(zero_copy_only=False)
+    pos = hits.column(POS_COLUMN).to_numpy()
+    return {str(path): np.unique(pos[idx == i]).astype(np.int64) for i, path in enumerate(files.dictionary.to_pylist())}
+
+
+def _conformed(ctx: DatasetContext, data: Any) -> Iterator[pa.Table]:
+    for table in iter_tables(data):
+        yield conform(table, ctx.meta.schema, ctx.meta.primary_keys)
+
+
+def _seen_before(seen: list[pa.Table], keys: pa.Table) -> list[Any]:
+    if not seen:
+        return []
+    earlier = pa.concat_tables(seen)
+    names = keys.column_names
+    if len(names) == 1:
+        hit = keys.filter(pc.is_in(keys.column(0), value_set=earlier.column(0)))
+    else:
+        hit = keys.join(earlier, keys=names, join_type="inner").select(names)
+    return key_values(hit)
+
+
+def _nulls(n: int, typ: pa.DataType) -> pa.Array:
+    return pa.nulls(n, typ)
+
+
+def _row_changes(keys: pa.Table, hits: pa.Table, new_file: str) -> pa.Table:
+    names = keys.column_names
+    with_pos = keys.append_column("_new_pos", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
+    joined = with_pos.join(hits, keys=names, join_type="left outer")
+    is_update = pc.is_valid(joined.column(FILE_COLUMN))
+    parts = []
+    for kind, mask in ((ch.UPDATE, is_update), (ch.INSERT, pc.invert(is_update))):
+        part = joined.filter(mask)
+        n = part.num_rows
+        parts.append(
+            ch.build(
+                part.select(names),
+                kind,
+                part.column(FILE_COLUMN) if kind == ch.UPDATE else _nulls(n, pa.string()),
+                part.column(POS_COLUMN) if kind == ch.UPDATE else _nulls(n, pa.int64()),
+                pa.array([new_file] * n, pa.string()),
+                part.column("_new_pos"),
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> Prepared:
+    """Write the data files of an append, insert or upsert and describe the commit."""
+    snap = ctx.files(base)
+    pks = ctx.meta.primary_keys
+    prep = Prepared(operation=mode)
+    seen: list[pa.Table] = []
+    added: list[dict[str, Any]] = []
+    change_parts: list[pa.Table] = []
+    deletes: dict[str, list[Positions]] = defaultdict(list)
+    try:
+        for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
+            keys = chunk.select(pks)
+            dups = duplicate_keys(keys) or _seen_before(seen, keys)
+            if dups:
+                raise InvalidInputError(
+                    f"dataset {ctx.name!r}: {len(dups)} primary key(s) occur more than once in the input: "
+                    f"{dups[:10]}; keep one row per key"
+                )
+            hits = locate(snap, keys)
+            if mode != "upsert" and hits.num_rows:
+                raise PrimaryKeyConflictError(ctx.name, key_values(hits.select(pks)))
+            row = write_data_file(ctx.store, chunk, ctx.stat_fields, ctx.meta.options)
+            prep.written.append(row["path"])
+            faults.checkpoint("write.after_data_file")
+            added.append(row)
+            seen.append(keys)
+            change_parts.append(_row_changes(keys, hits, row["path"]))
+            for path, pos in group_positions(hits).items():
+                deletes[path].append(pos)
+        table = pa.concat_tables(change_parts) if change_parts else ch.change_schema(ctx.key_schema).empty_table()
+        prep.changes = ch.write(ctx.store, table)
+        prep.written.append(prep.changes)
+    except BaseException:
+        for path in prep.written:
+            ctx.store.delete(path)
+        raise
+    kinds = table.column("_change").to_pylist()
+    prep.added = pa.Table.from_pylist(added, schema=ctx.manifest_schema)
+    prep.deletes = {p: np.unique(np.concatenate(v)).astype(np.int64) for p, v in deletes.items()}
+    prep.touched = pa.concat_tables(seen) if seen else ctx.key_schema.empty_table()
+    prep.summary = {
+        "rows_inserted": kinds.count(ch.INSERT),
+        "rows_updated": kinds.count(ch.UPDATE),
+        "rows_deleted": 0,
+        "files_added": len(added),
+        "bytes_written": sum(r["bytes"] for r in added),
+    }
+    return prep
+
+
+def prepare_delete(ctx: DatasetContext, base: LogEntry, filter: pc.Expression | None, keys: Any) -> Prepared:
+    """Find the rows a delete removes and write its change log (data files are not touched)."""
+    snap = ctx.files(base)
+    pks = ctx.meta.primary_keys
+    if (filter is None) == (keys is None):
+        raise InvalidInputError(
+            "delete needs exactly one of filter= (a pyarrow expression; pc.scalar(True) deletes every row) "
+            "or keys= (primary key values)"
+        )
+    if keys is not None:
+        hits = locate(snap, key_table(keys, ctx.meta.schema, pks))
+    else:
+        hits = locations(snap, pks, filter)
+    n = hits.num_rows
+    table = ch.build(
+        hits.select(pks),
+        ch.DELETE,
+        hits.column(FILE_COLUMN),
+        hits.column(POS_COLUMN),
+        _nulls(n, pa.string()),
+        _nulls(n, pa.int64()),
+    )
+    path = ch.write(ctx.store, table)
+    return Prepared(
+        operation="delete",
+        deletes=group_positions(hits),
+        changes=path,
+        written=[path],
+        touched=hits.select(pks),
+        summary={
+            "rows_inserted": 0,
+            "rows_updated": 0,
+            "rows_deleted": n,
+            "files_added": 0,
+            "bytes_written": 0,
+        },
+    )
+
+
+def prepare_restore(ctx: DatasetContext, head: LogEntry, target: LogEntry) -> Prepared:
+    """A commit whose content is `target`'s, with the change log from `head` to it."""
+    pks = ctx.meta.primary_keys
+    old = locations(ctx.files(head), pks).rename_columns([*pks, "_old_pos", "_old_file"])
+    new = locations(ctx.files(target), pks).rename_columns([*pks, "_new_pos", "_new_file"])
+    joined = old.join(new, keys=pks, join_type="full outer")
+    has_old, has_new = pc.is_valid(joined.column("_old_file")), pc.is_valid(joined.column("_new_file"))
+    moved = pc.or_(
+        pc.not_equal(joined.column("_old_file"), joined.column("_new_file")),
+        pc.not_equal(joined.column("_old_pos"), joined.column("_new_pos")),
+    )
+    kinds = [
+        (ch.INSERT, pc.invert(has_old)),
+        (ch.DELETE, pc.invert(has_new)),
+        (ch.UPDATE, pc.and_(pc.and_(has_old, has_new), moved)),
+    ]
+    parts = []
+    for kind, mask in kinds:
+        part = joined.filter(mask)
+        cols = [part.column(c) for c in ("_old_file", "_old_pos", "_new_file", "_new_pos")]
+        parts.append(ch.build(part.select(pks), kind, *cols))
+    table = pa.concat_tables(parts)
+    path = ch.write(ctx.store, table)
+    counts = table.column("_change").to_pylist()
+    return Prepared(
+        operation="restore",
+        replace_manifest=ctx.manifest(target),
+        changes=path,
+        written=[path],
+        touched=table.select(pks),
+        summary={
+            "rows_inserted": counts.count(ch.INSERT),
+            "rows_updated": counts.count(ch.UPDATE),
+            "rows_deleted": counts.count(ch.DELETE),
+            "files_added": 0,
+            "bytes_written": 0,
+            "restored_from": target.snapshot_id,
+        },
+        reprepare=lambda new_head: prepare_restore(ctx, new_head, target),
+    )
