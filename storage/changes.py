@@ -16,6 +16,7 @@ from .io import ObjectStore
 INSERT = "insert"
 UPDATE = "update"
 DELETE = "delete"
+MOVE = "move"  # compaction relocated the row; its content is unchanged
 
 CHANGE_FIELDS = [
     pa.field("_change", pa.string(), nullable=False),

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import maintenance, scan, versions, writes
+from . import compaction, history, maintenance, merge, scan, versions, writes
 from .context import DatasetContext
-from .errors import BranchExistsError, InvalidInputError, VersionNotFoundError
+from .errors import BranchExistsError, CommitConflictError, InvalidInputError, VersionNotFoundError
 from .formats import encode_json, utcnow
 from .inputs import key_table
 from .log import BRANCH_CREATE, BRANCH_DELETE, LogEntry
@@ -359,12 +359,93 @@ class Dataset:
                 return
             ctx.log.refresh()
 
+    def merge(
+        self, source: str, strategy: Literal["ours", "theirs"] | None = None, message: str | None = None
+    ) -> Snapshot:
+        """Merge branch (or version) `source` into this branch as one snapshot.
+
+        Fast-forwards when this branch has not moved since the fork; otherwise merges per primary key from
+        the common ancestor. Keys changed differently on both sides raise MergeConflictError unless
+        `strategy` picks a side. Returns this branch's head unchanged when there is nothing to merge.
+        """
+        if strategy not in (None, "ours", "theirs"):
+            raise InvalidInputError(f"strategy must be None, 'ours' or 'theirs', got {strategy!r}")
+        ctx = self._ctx
+        src = versions.resolve(ctx, self._branch, source)
+        base = versions.branch_head(ctx, self._branch)
+
+        def prepare(target: LogEntry) -> Prepared | None:
+            prep = merge.prepare_merge(ctx, target, src, str(source), strategy)
+            if prep is not None:
+                prep.reprepare = lambda _base, head: _redo(ctx, prep, lambda: prepare(head))
+            return prep
+
+        prep = prepare(base)
+        if prep is None:
+            return Snapshot.of(base)
+        return Snapshot.of(commit(ctx, self._branch, base, prep, message=message))
+
+    # ----- change data --------------------------------------------------------------------------------
+
+    def diff(self, start: Any, end: Any = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """Net row changes from version `start` to `end` (default: this branch's head), any two versions.
+
+        Rows carry `_change_type` in {insert, delete, update_preimage, update_postimage}; a key inserted
+        and deleted within the range does not appear; `start` after `end` gives the reverse diff.
+        """
+        cols = self._columns(columns)
+        parts = list(self.iter_diff(start, end, cols))
+        return pa.concat_tables(parts) if parts else history.diff_schema(self._ctx, cols).empty_table()
+
+    def iter_diff(
+        self, start: Any, end: Any = None, columns: Sequence[str] | None = None, batch_size: int = 65_536
+    ) -> Iterator[pa.Table]:
+        """diff() as a stream of tables covering at most `batch_size` changed keys each (bounded memory)."""
+        a = versions.resolve(self._ctx, self._branch, start)
+        b = versions.resolve(self._ctx, self._branch, end)
+        yield from history.iter_diff(self._ctx, a, b, self._columns(columns), batch_size)
+
+    def history(self, key: Any, columns: Sequence[str] | None = None) -> pa.Table:
+        """Every state of one row on this branch, newest first: `_snapshot_id`, `_committed_at`,
+        `_change_type` (insert/update/delete; a delete shows the row as it was), `_message`, `_properties`
+        and the row's columns. Reads only change logs and the data files that held the key."""
+        head = versions.branch_head(self._ctx, self._branch)
+        return history.history(self._ctx, head, key, self._columns(columns))
+
     # ----- maintenance --------------------------------------------------------------------------------
 
     def validate(self) -> maintenance.ValidationReport:
         """Check the whole dataset; CorruptDatasetError lists every problem found."""
         return maintenance.validate(self._ctx)
 
+    def compact(self, target_rows: int | None = None, max_deleted_fraction: float = 0.2) -> Snapshot:
+        """Rewrite small files and files with many deleted rows into target-size files (same content).
+
+        Returns the new snapshot, or the current head when nothing needed compacting.
+        """
+        ctx = self._ctx
+        base = versions.branch_head(ctx, self._branch)
+        prep = compaction.prepare_compact(ctx, base, target_rows, max_deleted_fraction)
+        if prep is None:
+            return Snapshot.of(base)
+        return Snapshot.of(commit(ctx, self._branch, base, prep, message="compact"))
+
+    def expire(
+        self, older_than: datetime | timedelta | None = None, keep_last: int | None = None
+    ) -> maintenance.ExpireStats:
+        """Forget old snapshots (branch heads and tagged snapshots are kept); vacuum() then frees their files."""
+        return maintenance.expire(self._ctx, older_than, keep_last)
+
     def vacuum(self, grace_period: timedelta = timedelta(hours=1), dry_run: bool = False) -> maintenance.VacuumStats:
         """Remove files no live snapshot references and older than `grace_period`."""
         return maintenance.vacuum(self._ctx, grace_period, dry_run)
+
+
+def _redo(ctx: DatasetContext, stale: Prepared, prepare: Any) -> Prepared:
+    """Throw away a stale prepared commit and prepare it again against a new head."""
+    for path in stale.written:
+        ctx.store.delete(path)
+    fresh: Prepared | None = prepare()
+    if fresh is None:
+        raise CommitConflictError("a concurrent commit already applied everything this merge would; nothing to do")
+    return fresh

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 from . import changes as ch
 from . import manifest as mf
 from .context import DatasetContext
-from .errors import CorruptDatasetError, StorageError
-from .formats import CHANGES_DIR, DATA_DIR, DV_DIR, MANIFEST_DIR, TMP_PREFIX
+from .errors import CorruptDatasetError, InvalidInputError, StorageError
+from .formats import CHANGES_DIR, DATA_DIR, DV_DIR, MANIFEST_DIR, TMP_PREFIX, log_name, utcnow
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,44 @@ def vacuum(ctx: DatasetContext, grace: timedelta, dry_run: bool = False) -> Vacu
             if not dry_run:
                 ctx.store.delete(info.path)
     return VacuumStats(len(removed), freed, removed)
+
+
+@dataclass(frozen=True)
+class ExpireStats:
+    """What expire() removed from the log."""
+
+    expired: list[int]
+    kept: int
+
+
+def expire(ctx: DatasetContext, older_than: datetime | timedelta | None, keep_last: int | None) -> ExpireStats:
+    """Forget snapshots older than `older_than` beyond the newest `keep_last` per branch.
+
+    Branch heads, tagged snapshots, branch deletions and the newest log entry are always kept. Files the
+    forgotten snapshots alone used are removed later by vacuum().
+    """
+    if older_than is None and keep_last is None:
+        raise InvalidInputError("expire needs older_than= (a datetime or timedelta) and/or keep_last= (an int)")
+    if keep_last is not None and keep_last < 1:
+        raise InvalidInputError(f"keep_last must be at least 1, got {keep_last}")
+    ctx.log.refresh()
+    cutoff = None
+    if older_than is not None:
+        cutoff = utcnow() - older_than if isinstance(older_than, timedelta) else older_than
+        if cutoff.tzinfo is None:
+            cutoff = cutoff.astimezone()
+    entries = ctx.log.entries()
+    keep = {ctx.log.head, *ctx.tags.all().values()}
+    keep.update(e.snapshot_id for e in entries if e.is_branch_delete)
+    for head in ctx.log.branches().values():
+        chain = ctx.log.chain(head)
+        keep.update(e.snapshot_id for e in chain[: keep_last or 1])
+    expired = []
+    for e in entries:
+        if e.snapshot_id in keep or (cutoff is not None and e.created_at >= cutoff):
+            continue
+        expired.append(e.snapshot_id)
+    for sid in expired:
+        ctx.store.delete(log_name(sid))
+    ctx.log.forget(set(expired))
+    return ExpireStats(expired, len(entries) - len(expired))

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import changes as ch
-from . import faults
+from . import dv, faults
 from . import manifest as mf
 from .context import DatasetContext
 from .dv import Positions
@@ -43,9 +44,9 @@ class Prepared:
     summary: dict[str, Any] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
     replace_manifest: pa.Table | None = None
-    # Operations defined against whatever the head is (restore, compaction) prepare again instead of
-    # checking key conflicts.
-    reprepare: Callable[[LogEntry], Prepared] | None = None
+    # Operations defined against whatever the head is (restore, merge, compaction) adjust themselves to
+    # the new head (base, head) instead of checking key conflicts.
+    reprepare: Callable[[LogEntry, LogEntry], Prepared] | None = None
 
 
 def _overlap(a: pa.Table, b: pa.Table) -> pa.Table:
@@ -70,12 +71,13 @@ def _winners(ctx: DatasetContext, base: LogEntry, head: LogEntry) -> list[LogEnt
 
 def _rebase(ctx: DatasetContext, prep: Prepared, base: LogEntry, head: LogEntry) -> Prepared:
     if prep.reprepare is not None:
-        for path in prep.written:
-            ctx.store.delete(path)
-        return prep.reprepare(head)
+        return prep.reprepare(base, head)
     head_files = set(ctx.manifest(head).column("path").to_pylist())
+    winners = _winners(ctx, base, head)
+    if set(prep.deletes) - head_files:
+        prep.deletes = _follow_compactions(ctx, prep.deletes, winners)
     gone = sorted(set(prep.deletes) - head_files)
-    for winner in _winners(ctx, base, head):
+    for winner in winners:
         if prep.touched is None or winner.changes is None:
             continue
         theirs = ch.read(ctx.store, winner.changes)
@@ -96,6 +98,38 @@ def _rebase(ctx: DatasetContext, prep: Prepared, base: LogEntry, head: LogEntry)
             f"concurrent commit ({gone[:3]}); retry the {prep.operation}"
         )
     return prep
+
+
+def _follow_compactions(
+    ctx: DatasetContext, deletes: dict[str, Positions], winners: list[LogEntry]
+) -> dict[str, Positions]:
+    """Move deletions from files a concurrent compaction rewrote to where it put those rows."""
+    out = dict(deletes)
+    for winner in winners:
+        if winner.operation != "compact" or winner.changes is None:
+            continue
+        moves = ch.read(ctx.store, winner.changes)
+        for path in [p for p in out if p in set(moves.column("_old_file").unique().to_pylist())]:
+            positions = out.pop(path)
+            mine = moves.filter(
+                pc.and_(
+                    pc.equal(moves.column("_old_file"), path), pc.is_in(moves.column("_old_pos"), pa.array(positions))
+                )
+            )
+            for new_path, new_pos in group_by_file(mine.column("_new_file"), mine.column("_new_pos")).items():
+                out[new_path] = dv.union(out.get(new_path, np.empty(0, np.int64)), new_pos)
+    return out
+
+
+def group_by_file(files: pa.ChunkedArray | pa.Array, positions: pa.ChunkedArray | pa.Array) -> dict[str, Positions]:
+    """Sorted unique positions per file path."""
+    if len(files) == 0:
+        return {}
+    arr = files.combine_chunks() if isinstance(files, pa.ChunkedArray) else files
+    encoded = arr.dictionary_encode()
+    idx = encoded.indices.to_numpy(zero_copy_only=False)
+    pos = np.asarray(positions.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return {str(p): np.unique(pos[idx == i]) for i, p in enumerate(encoded.dictionary.to_pylist())}
 
 
 def _backoff(attempt: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -20,17 +20,12 @@ from .formats import POS_COLUMN
 from .inputs import conform, duplicate_keys, iter_tables, key_table, key_values, rechunk
 from .log import LogEntry
 from .scan import FILE_COLUMN, locate, locations
-from .txn import Prepared
+from .txn import Prepared, group_by_file
 
 
 def group_positions(hits: pa.Table) -> dict[str, Positions]:
     """Row positions per data file of a locations table."""
-    if hits.num_rows == 0:
-        return {}
-    files = hits.column(FILE_COLUMN).combine_chunks().dictionary_encode()
-    idx = files.indices.to_numpy(zero_copy_only=False)
-    pos = hits.column(POS_COLUMN).to_numpy()
-    return {str(path): np.unique(pos[idx == i]).astype(np.int64) for i, path in enumerate(files.dictionary.to_pylist())}
+    return group_by_file(hits.column(FILE_COLUMN), hits.column(POS_COLUMN))
 
 
 def _conformed(ctx: DatasetContext, data: Any) -> Iterator[pa.Table]:
@@ -203,5 +198,11 @@ def prepare_restore(ctx: DatasetContext, head: LogEntry, target: LogEntry) -> Pr
             "bytes_written": 0,
             "restored_from": target.snapshot_id,
         },
-        reprepare=lambda new_head: prepare_restore(ctx, new_head, target),
+        reprepare=lambda _base, new_head: _again(ctx, path, lambda: prepare_restore(ctx, new_head, target)),
     )
+
+
+def _again(ctx: DatasetContext, stale: str, prepare: Callable[[], Prepared]) -> Prepared:
+    """Discard a stale change log and prepare the operation again against a new head."""
+    ctx.store.delete(stale)
+    return prepare()

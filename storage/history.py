@@ -1,0 +1,106 @@
+"""diff() between versions and history() of one key, both in time proportional to the changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import changes as ch
+from .changeset import FROM_FILE, FROM_POS, TO_FILE, TO_POS, net_between, rows_at
+from .context import DatasetContext
+from .formats import encode_json
+from .inputs import key_table
+from .log import LogEntry
+
+CHANGE_TYPE = "_change_type"
+INSERT, DELETE, PRE, POST = "insert", "delete", "update_preimage", "update_postimage"
+
+
+def diff_schema(ctx: DatasetContext, columns: list[str]) -> pa.Schema:
+    """Row columns plus `_change_type`."""
+    return pa.schema([*(ctx.meta.schema.field(c) for c in columns), pa.field(CHANGE_TYPE, pa.string())])
+
+
+def _tagged(rows: pa.Table, kind: str) -> pa.Table:
+    return rows.append_column(CHANGE_TYPE, pa.array([kind] * rows.num_rows, pa.string()))
+
+
+def iter_diff(
+    ctx: DatasetContext, start: LogEntry, end: LogEntry, columns: list[str], batch_size: int = 65_536
+) -> Iterator[pa.Table]:
+    """The net change from `start` to `end`, in tables of at most `batch_size` changed keys."""
+    net = net_between(ctx, start, end)
+    schema = diff_schema(ctx, columns)
+    for offset in range(0, net.num_rows, batch_size):
+        part = net.slice(offset, batch_size)
+        has_from, has_to = pc.is_valid(part.column(FROM_FILE)), pc.is_valid(part.column(TO_FILE))
+        out = []
+        inserted = part.filter(pc.and_(pc.invert(has_from), has_to))
+        out.append(_tagged(rows_at(ctx, inserted.column(TO_FILE), inserted.column(TO_POS), columns), INSERT))
+        deleted = part.filter(pc.and_(has_from, pc.invert(has_to)))
+        out.append(_tagged(rows_at(ctx, deleted.column(FROM_FILE), deleted.column(FROM_POS), columns), DELETE))
+        updated = part.filter(pc.and_(has_from, has_to))
+        pre = rows_at(ctx, updated.column(FROM_FILE), updated.column(FROM_POS), columns)
+        post = rows_at(ctx, updated.column(TO_FILE), updated.column(TO_POS), columns)
+        changed = pa.array([a != b for a, b in zip(pre.to_pylist(), post.to_pylist(), strict=True)], pa.bool_())
+        pre, post = pre.filter(changed), post.filter(changed)
+        # Interleave so each pre-image is followed by its post-image, as change feeds do.
+        both = pa.concat_tables([_tagged(pre, PRE), _tagged(post, POST)])
+        order = [i for k in range(pre.num_rows) for i in (k, k + pre.num_rows)]
+        out.append(both.take(pa.array(order, pa.int64())))
+        table = pa.concat_tables(out).cast(schema)
+        if table.num_rows:
+            yield table
+
+
+def history(ctx: DatasetContext, head: LogEntry, key: Any, columns: list[str]) -> pa.Table:
+    """Every state of one row along `head`'s first-parent history, newest first."""
+    pks = ctx.meta.primary_keys
+    wanted = key_table([key], ctx.meta.schema, pks)
+    meta_fields = [
+        pa.field("_snapshot_id", pa.int64()),
+        pa.field("_committed_at", pa.timestamp("us", tz="UTC")),
+        pa.field(CHANGE_TYPE, pa.string()),
+        pa.field("_message", pa.string()),
+        pa.field("_properties", pa.string()),
+    ]
+    schema = pa.schema([*meta_fields, *(ctx.meta.schema.field(c) for c in columns)])
+    meta_rows: list[dict[str, Any]] = []
+    files: list[str] = []
+    positions: list[int] = []
+    for entry in ctx.log.chain(head):
+        if not entry.changes:
+            continue
+        changes = ch.read(ctx.store, entry.changes)
+        hit = changes.filter(_all([pc.equal(changes.column(k), wanted.column(k)[0]) for k in pks]))
+        if hit.num_rows == 0 or hit.column("_change")[0].as_py() == ch.MOVE:
+            continue
+        kind = hit.column("_change")[0].as_py()
+        where = "_old" if kind == ch.DELETE else "_new"
+        files.append(hit.column(f"{where}_file")[0].as_py())
+        positions.append(hit.column(f"{where}_pos")[0].as_py())
+        meta_rows.append(
+            {
+                "_snapshot_id": entry.snapshot_id,
+                "_committed_at": entry.created_at,
+                CHANGE_TYPE: kind,
+                "_message": entry.message,
+                "_properties": encode_json(entry.properties).decode(),
+            }
+        )
+    if not meta_rows:
+        return schema.empty_table()
+    rows = rows_at(ctx, pa.array(files, pa.string()), pa.array(positions, pa.int64()), columns)
+    meta = pa.Table.from_pylist(meta_rows, schema=pa.schema(meta_fields))
+    return pa.Table.from_arrays([*meta.columns, *rows.columns], schema=schema)
+
+
+def _all(masks: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """Element-wise AND of boolean columns."""
+    out = masks[0]
+    for m in masks[1:]:
+        out = pc.and_(out, m)
+    return out
