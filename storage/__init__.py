@@ -18,6 +18,7 @@ from .errors import (
     PrimaryKeyConflictError,
     SchemaMismatchError,
     StorageError,
+    StoreAccessError,
     TagExistsError,
     VersionNotFoundError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "SchemaMismatchError",
     "Snapshot",
     "StorageError",
+    "StoreAccessError",
     "TagExistsError",
     "VacuumStats",
     "ValidationReport",

@@ -174,12 +174,7 @@ class Catalog:
 
     def datasets(self) -> list[str]:
         """Names of the datasets in the catalog."""
-        names = set()
-        for info in self._store.list():
-            parts = info.path.split("/")
-            if len(parts) == 2 and parts[1] == META_FILE:
-                names.add(parts[0])
-        return sorted(names)
+        return [name for name in self._store.list_dirs() if self._store.exists(f"{name}/{META_FILE}")]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.datasets()
@@ -193,5 +188,5 @@ class Catalog:
         store.delete(META_FILE)
         with self._lock:
             self._open.pop(name, None)
-        for info in store.list():
+        for info in store.list_files():
             store.delete(info.path)

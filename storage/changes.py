@@ -6,7 +6,9 @@ import io
 import uuid
 from functools import lru_cache
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import CorruptDatasetError
@@ -41,9 +43,17 @@ def build(
     new_pos: pa.Array,
 ) -> pa.Table:
     """A change table for `keys`, all with the same change type."""
-    n = keys.num_rows
-    cols = [*keys.columns, pa.array([change] * n, pa.string()), old_file, old_pos, new_file, new_pos]
+    kind = pa.DictionaryArray.from_arrays(pa.array(np.zeros(keys.num_rows, np.int32)), pa.array([change]))
+    cols = [*keys.columns, kind.cast(pa.string()), old_file, old_pos, new_file, new_pos]
     return pa.Table.from_arrays(cols, schema=change_schema(keys.schema))
+
+
+def change_counts(table: pa.Table) -> dict[str, int]:
+    """Rows per change type (every type present, zero if absent)."""
+    counts = {INSERT: 0, UPDATE: 0, DELETE: 0, MOVE: 0}
+    for item in pc.value_counts(table.column("_change")).to_pylist():
+        counts[item["values"]] = item["counts"]
+    return counts
 
 
 def write(store: ObjectStore, table: pa.Table) -> str:

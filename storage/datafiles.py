@@ -70,13 +70,18 @@ def write_data_file(
 
 
 def read_positions(store: ObjectStore, path: str, positions: np.ndarray[Any, Any], columns: list[str]) -> pa.Table:
-    """Rows at the given physical positions of one data file, in the order given."""
+    """Rows at the given physical positions of one data file, in the order given.
+
+    Only the row groups holding a wanted position are read (and only the asked-for columns).
+    """
     fs, root = store.arrow_fs()
     pf = pq.ParquetFile(f"{root}/{path}", filesystem=fs)
     wanted = np.asarray(positions, dtype=np.int64)
-    starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
-    groups = sorted({int(g) for g in np.searchsorted(starts, wanted, side="right") - 1})
-    table = pf.read_row_groups(groups, columns=[*columns, POS_COLUMN])
-    pos = table.column(POS_COLUMN).to_numpy()
-    lookup = {int(p): i for i, p in enumerate(pos)}
-    return table.select(columns).take(pa.array([lookup[int(p)] for p in wanted], type=pa.int64()))
+    sizes = np.array([pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    group_of = np.searchsorted(starts, wanted, side="right") - 1
+    groups = np.unique(group_of)
+    table = pf.read_row_groups([int(g) for g in groups], columns=columns)
+    # Offset of each read group inside `table`: groups are read in ascending order and concatenated.
+    offset_in_table = np.concatenate([[0], np.cumsum(sizes[groups])])[np.searchsorted(groups, group_of)]
+    return table.take(pa.array(offset_in_table + wanted - starts[group_of]))

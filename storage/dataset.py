@@ -220,6 +220,11 @@ class Dataset:
         batches = list(self.read(filter, cols, version))
         return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
 
+    def files(self, filter: pc.Expression | None = None, version: Any = None) -> list[str]:
+        """Data files a read with `filter` would open: the manifest's files left after min/max pruning."""
+        snap = self._ctx.files(versions.resolve(self._ctx, self._branch, version))
+        return scan.pruned_files(snap, self._check_filter(filter))
+
     def count(self, filter: pc.Expression | None = None, version: Any = None) -> int:
         """Number of rows (matching `filter`) in a version."""
         snap = self._ctx.files(versions.resolve(self._ctx, self._branch, version))
@@ -235,10 +240,16 @@ class Dataset:
             return schema.empty_table()
         need = list(dict.fromkeys([*self.primary_keys, *cols]))
         parts = [pa.Table.from_batches([b]) for _p, b in scan.file_batches(snap, need, scan.key_filter(wanted))]
-        found = pa.concat_tables(parts) if parts else pa.schema([self.schema.field(c) for c in need]).empty_table()
+        if not parts:
+            return schema.empty_table()
+        found = pa.concat_tables(parts)
+        # Join only keys and row numbers: Arrow's join cannot carry struct or list columns along.
+        found_idx = found.select(self.primary_keys).append_column(
+            "_lh_found", pa.array(range(found.num_rows), pa.int64())
+        )
         order = wanted.append_column("_lh_order", pa.array(range(wanted.num_rows), pa.int64()))
-        joined = found.join(order, keys=self.primary_keys, join_type="inner")
-        return joined.sort_by("_lh_order").select(cols).cast(schema)
+        pairs = found_idx.join(order, keys=self.primary_keys, join_type="inner").sort_by("_lh_order")
+        return found.take(pairs.column("_lh_found")).select(cols).cast(schema)
 
     # ----- versions -----------------------------------------------------------------------------------
 

@@ -78,5 +78,9 @@ class BranchExistsError(StorageError):
     """A branch of that name already exists."""
 
 
+class StoreAccessError(StorageError):
+    """The object store refused or failed a request (credentials, endpoint, network, permissions)."""
+
+
 class CorruptDatasetError(StorageError):
     """A metadata or data file is unreadable, missing, or of an unknown format version."""

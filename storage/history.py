@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -45,7 +46,7 @@ def iter_diff(
         updated = part.filter(pc.and_(has_from, has_to))
         pre = rows_at(ctx, updated.column(FROM_FILE), updated.column(FROM_POS), columns)
         post = rows_at(ctx, updated.column(TO_FILE), updated.column(TO_POS), columns)
-        changed = pa.array([a != b for a, b in zip(pre.to_pylist(), post.to_pylist(), strict=True)], pa.bool_())
+        changed = rows_differ(pre, post)
         pre, post = pre.filter(changed), post.filter(changed)
         # Interleave so each pre-image is followed by its post-image, as change feeds do.
         both = pa.concat_tables([_tagged(pre, PRE), _tagged(post, POST)])
@@ -54,6 +55,20 @@ def iter_diff(
         table = pa.concat_tables(out).cast(schema)
         if table.num_rows:
             yield table
+
+
+def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
+    """Per row pair: whether any column differs (nulls equal nulls); vectorized where Arrow can compare."""
+    differ = np.zeros(a.num_rows, dtype=bool)
+    for name in a.column_names:
+        x, y = a.column(name), b.column(name)
+        try:
+            eq = pc.fill_null(pc.equal(x, y), False)
+            same = pc.or_(eq, pc.and_(pc.is_null(x), pc.is_null(y))).to_numpy(zero_copy_only=False)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # nested types
+            same = np.array([u == v for u, v in zip(x.to_pylist(), y.to_pylist(), strict=True)], dtype=bool)
+        differ |= ~same
+    return pa.array(differ)
 
 
 def history(ctx: DatasetContext, head: LogEntry, key: Any, columns: list[str]) -> pa.Table:

@@ -127,7 +127,7 @@ class Log:
     def _initial_listing(self) -> None:
         ids = sorted(
             int(info.path.rsplit("/", 1)[-1].split(".")[0])
-            for info in self._store.list(LOG_DIR)
+            for info in self._store.list_files(LOG_DIR)
             if info.path.endswith(".json") and info.path.rsplit("/", 1)[-1].split(".")[0].isdigit()
         )
         with ThreadPoolExecutor(max_workers=16) as pool:

@@ -117,7 +117,7 @@ def vacuum(ctx: DatasetContext, grace: timedelta, dry_run: bool = False) -> Vacu
     removed: list[str] = []
     freed = 0
     for prefix in (DATA_DIR, DV_DIR, MANIFEST_DIR, CHANGES_DIR, "_log", "_refs"):
-        for info in ctx.store.list(prefix):
+        for info in ctx.store.list_files(prefix):
             leftover_tmp = info.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
             if info.mtime > cutoff or (info.path in keep) or (prefix in ("_log", "_refs") and not leftover_tmp):
                 continue

@@ -22,7 +22,7 @@ class Tags:
     def _latest(self, name: str) -> tuple[int, dict[str, Any] | None]:
         seqs = sorted(
             int(i.path.rsplit("/", 1)[-1].split(".")[0])
-            for i in self._store.list(self._dir(name))
+            for i in self._store.list_files(self._dir(name))
             if i.path.endswith(".json")
         )
         if not seqs:
@@ -67,7 +67,7 @@ class Tags:
 
     def all(self) -> dict[str, int]:
         """Every live tag and its snapshot id."""
-        names = {i.path.split("/")[2] for i in self._store.list(f"{REFS_DIR}/tags") if i.path.endswith(".json")}
+        names = {i.path.split("/")[2] for i in self._store.list_files(f"{REFS_DIR}/tags") if i.path.endswith(".json")}
         out = {}
         for name in sorted(names):
             sid = self.get(name)

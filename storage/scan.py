@@ -66,6 +66,11 @@ def _selected(snap: SnapshotFiles, filter: pc.Expression | None) -> list[tuple[d
     return [(by_path[f.path], f) for f in kept]
 
 
+def pruned_files(snap: SnapshotFiles, filter: pc.Expression | None) -> list[str]:
+    """Data files a read with `filter` opens after pruning by manifest statistics."""
+    return [row["path"] for row, _fragment in _selected(snap, filter)]
+
+
 def _file_filter(snap: SnapshotFiles, row: dict[str, Any], filter: pc.Expression | None) -> pc.Expression | None:
     deleted = mf.deleted_positions(snap.store, row)
     if len(deleted) == 0:
@@ -100,7 +105,7 @@ def count(snap: SnapshotFiles, filter: pc.Expression | None) -> int:
     total = 0
     for row, fragment in _selected(snap, filter):
         f = _file_filter(snap, row, filter)
-        total += fragment.count_rows(schema=snap.physical_schema, filter=f)
+        total += fragment.scanner(schema=snap.physical_schema, filter=f, columns=[]).count_rows()
     return total
 
 

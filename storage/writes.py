@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from . import changes as ch
 from . import faults
+from .changes import change_counts
 from .context import DatasetContext
 from .datafiles import write_data_file
 from .dv import Positions
@@ -33,16 +34,13 @@ def _conformed(ctx: DatasetContext, data: Any) -> Iterator[pa.Table]:
         yield conform(table, ctx.meta.schema, ctx.meta.primary_keys)
 
 
-def _seen_before(seen: list[pa.Table], keys: pa.Table) -> list[Any]:
-    if not seen:
-        return []
-    earlier = pa.concat_tables(seen)
-    names = keys.column_names
-    if len(names) == 1:
-        hit = keys.filter(pc.is_in(keys.column(0), value_set=earlier.column(0)))
-    else:
-        hit = keys.join(earlier, keys=names, join_type="inner").select(names)
-    return key_values(hit)
+def _refuse_duplicates(ctx: DatasetContext, keys: pa.Table) -> None:
+    dups = duplicate_keys(keys)
+    if dups:
+        raise InvalidInputError(
+            f"dataset {ctx.name!r}: {len(dups)} primary key(s) occur more than once in the input: {dups[:10]}; "
+            "keep one row per key"
+        )
 
 
 def _nulls(n: int, typ: pa.DataType) -> pa.Array:
@@ -83,12 +81,7 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> P
     try:
         for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
             keys = chunk.select(pks)
-            dups = duplicate_keys(keys) or _seen_before(seen, keys)
-            if dups:
-                raise InvalidInputError(
-                    f"dataset {ctx.name!r}: {len(dups)} primary key(s) occur more than once in the input: "
-                    f"{dups[:10]}; keep one row per key"
-                )
+            _refuse_duplicates(ctx, keys)
             hits = locate(snap, keys)
             if mode != "upsert" and hits.num_rows:
                 raise PrimaryKeyConflictError(ctx.name, key_values(hits.select(pks)))
@@ -100,6 +93,8 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> P
             change_parts.append(_row_changes(keys, hits, row["path"]))
             for path, pos in group_positions(hits).items():
                 deletes[path].append(pos)
+        if len(seen) > 1:  # each chunk was checked alone; keys may still repeat across chunks
+            _refuse_duplicates(ctx, pa.concat_tables(seen))
         table = pa.concat_tables(change_parts) if change_parts else ch.change_schema(ctx.key_schema).empty_table()
         prep.changes = ch.write(ctx.store, table)
         prep.written.append(prep.changes)
@@ -107,13 +102,13 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> P
         for path in prep.written:
             ctx.store.delete(path)
         raise
-    kinds = table.column("_change").to_pylist()
+    kinds = change_counts(table)
     prep.added = pa.Table.from_pylist(added, schema=ctx.manifest_schema)
     prep.deletes = {p: np.unique(np.concatenate(v)).astype(np.int64) for p, v in deletes.items()}
     prep.touched = pa.concat_tables(seen) if seen else ctx.key_schema.empty_table()
     prep.summary = {
-        "rows_inserted": kinds.count(ch.INSERT),
-        "rows_updated": kinds.count(ch.UPDATE),
+        "rows_inserted": kinds[ch.INSERT],
+        "rows_updated": kinds[ch.UPDATE],
         "rows_deleted": 0,
         "files_added": len(added),
         "bytes_written": sum(r["bytes"] for r in added),
@@ -183,7 +178,7 @@ def prepare_restore(ctx: DatasetContext, head: LogEntry, target: LogEntry) -> Pr
         parts.append(ch.build(part.select(pks), kind, *cols))
     table = pa.concat_tables(parts)
     path = ch.write(ctx.store, table)
-    counts = table.column("_change").to_pylist()
+    counts = change_counts(table)
     return Prepared(
         operation="restore",
         replace_manifest=ctx.manifest(target),
@@ -191,9 +186,9 @@ def prepare_restore(ctx: DatasetContext, head: LogEntry, target: LogEntry) -> Pr
         written=[path],
         touched=table.select(pks),
         summary={
-            "rows_inserted": counts.count(ch.INSERT),
-            "rows_updated": counts.count(ch.UPDATE),
-            "rows_deleted": counts.count(ch.DELETE),
+            "rows_inserted": counts[ch.INSERT],
+            "rows_updated": counts[ch.UPDATE],
+            "rows_deleted": counts[ch.DELETE],
             "files_added": 0,
             "bytes_written": 0,
             "restored_from": target.snapshot_id,

@@ -56,8 +56,12 @@ class ObjectStore(Protocol):
         """Size in bytes; FileNotFoundError if absent."""
         ...
 
-    def list(self, prefix: str = "") -> list[FileInfo]:
+    def list_files(self, prefix: str = "") -> list[FileInfo]:
         """Every object under the directory `prefix` (recursive), paths relative to this store."""
+        ...
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        """Names of the immediate sub-directories of `prefix` (non-recursive)."""
         ...
 
     def delete(self, path: str) -> None:

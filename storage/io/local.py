@@ -88,7 +88,7 @@ class LocalStore:
     def size(self, path: str) -> int:
         return os.stat(self._abs(path)).st_size
 
-    def list(self, prefix: str = "") -> list[FileInfo]:
+    def list_files(self, prefix: str = "") -> list[FileInfo]:
         base = self._abs(prefix) if prefix else self._root
         out: list[FileInfo] = []
         for dirpath, _dirs, files in os.walk(base):
@@ -102,6 +102,13 @@ class LocalStore:
                 rel = name if rel_dir == "." else join(rel_dir, name)
                 out.append(FileInfo(rel, st.st_size, st.st_mtime))
         return out
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        base = self._abs(prefix) if prefix else self._root
+        try:
+            return sorted(e.name for e in os.scandir(base) if e.is_dir())
+        except FileNotFoundError:
+            return []
 
     def delete(self, path: str) -> None:
         full = self._abs(path)

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, StoreAccessError
 from .base import FileInfo, ObjectStore
 from .paths import check_relative, join
+
+
+@contextmanager
+def _translated(uri: str, passthrough: tuple[str, ...] = ()) -> Iterator[None]:
+    """Turn botocore failures into StoreAccessError, except error codes the caller handles itself."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code in passthrough:
+            raise
+        raise StoreAccessError(
+            f"{uri}: S3 request failed ({code}: {exc}); check the bucket, credentials and endpoint_url"
+        ) from exc
+    except BotoCoreError as exc:
+        raise StoreAccessError(
+            f"{uri}: cannot reach S3 ({exc}); check credentials, endpoint_url and the network"
+        ) from exc
 
 
 class S3Store:
@@ -73,24 +95,24 @@ class S3Store:
 
     def read_bytes(self, path: str) -> bytes:
         try:
-            body: bytes = self._client.get_object(Bucket=self._bucket, Key=self._key(path))["Body"].read()
+            with _translated(self.uri):
+                body: bytes = self._client.get_object(Bucket=self._bucket, Key=self._key(path))["Body"].read()
         except self._client.exceptions.NoSuchKey as exc:
             raise FileNotFoundError(f"{self.uri}/{path}") from exc
         return body
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        self._client.put_object(Bucket=self._bucket, Key=self._key(path), Body=data)
+        with _translated(self.uri):
+            self._client.put_object(Bucket=self._bucket, Key=self._key(path), Body=data)
 
     def put_if_absent(self, path: str, data: bytes) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # optional dependency
 
         try:
-            self._client.put_object(Bucket=self._bucket, Key=self._key(path), Body=data, IfNoneMatch="*")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                return False
-            raise
+            with _translated(self.uri, passthrough=("PreconditionFailed", "ConditionalRequestConflict", "412", "409")):
+                self._client.put_object(Bucket=self._bucket, Key=self._key(path), Body=data, IfNoneMatch="*")
+        except ClientError:
+            return False
         return True
 
     def exists(self, path: str) -> bool:
@@ -101,28 +123,41 @@ class S3Store:
         return True
 
     def size(self, path: str) -> int:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # optional dependency
 
         try:
-            head = self._client.head_object(Bucket=self._bucket, Key=self._key(path))
+            with _translated(self.uri, passthrough=("404", "NoSuchKey", "NotFound")):
+                head = self._client.head_object(Bucket=self._bucket, Key=self._key(path))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise FileNotFoundError(f"{self.uri}/{path}") from exc
-            raise
+            raise FileNotFoundError(f"{self.uri}/{path}") from exc
         return int(head["ContentLength"])
 
-    def list(self, prefix: str = "") -> list[FileInfo]:
+    def list_files(self, prefix: str = "") -> list[FileInfo]:
         base = self._key(prefix) if prefix else self._prefix
         start = f"{base}/" if base else ""
         out: list[FileInfo] = []
-        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=start):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(self._prefix) + 1 :] if self._prefix else obj["Key"]
-                out.append(FileInfo(rel, int(obj["Size"]), obj["LastModified"].timestamp()))
+        with _translated(self.uri):
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=start):
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(self._prefix) + 1 :] if self._prefix else obj["Key"]
+                    out.append(FileInfo(rel, int(obj["Size"]), obj["LastModified"].timestamp()))
         return out
 
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        base = self._key(prefix) if prefix else self._prefix
+        start = f"{base}/" if base else ""
+        names: list[str] = []
+        with _translated(self.uri):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=start, Delimiter="/"
+            )
+            for page in pages:
+                names += [p["Prefix"][len(start) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return sorted(names)
+
     def delete(self, path: str) -> None:
-        self._client.delete_object(Bucket=self._bucket, Key=self._key(path))
+        with _translated(self.uri):
+            self._client.delete_object(Bucket=self._bucket, Key=self._key(path))
 
     def arrow_fs(self) -> tuple[pafs.FileSystem, str]:
         return self._arrow, join(self._bucket, self._prefix)

@@ -1,0 +1,103 @@
+"""Version-control benchmark: diff over 100 commits, per-key history, compaction.
+
+Run: python bench/versions.py [--rows 1000000 --commits 100]. Each dataset gets `--commits` upserts of 0.1%
+of its rows; one key is edited in every other commit so history() has a long trail. Two relabel patterns:
+`random` keys spread over the whole table (pre-images sit in every row group), and `clustered` runs of
+consecutive keys (a labeling batch of neighbouring tasks), which is how labeling projects usually change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from unittest import mock
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench._common import label_table, show, timed
+from storage import (
+    Catalog,
+    WriteOptions,
+    datafiles,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--commits", type=int, default=100)
+    args = parser.parse_args()
+    for pattern in ("random", "clustered"):
+        run(args.rows, args.commits, pattern)
+
+
+def pick_keys(rng: np.random.Generator, n: int, k: int, pattern: str) -> np.ndarray:
+    """`k` distinct keys below `n`: uniformly random, or one run of consecutive keys."""
+    if pattern == "random":
+        return rng.choice(n, k, replace=False)
+    start = int(rng.integers(0, n - k))
+    return np.arange(start, start + k)
+
+
+def run(n: int, commits: int, pattern: str) -> None:
+    """Build the dataset for one relabel pattern and print its table."""
+    cat = Catalog(os.path.join(tempfile.mkdtemp(prefix="lh-bench-"), "lake"))
+    ds = cat.create_dataset("labels", label_table(1).schema, ["id"], options=WriteOptions(max_rows_per_file=n // 10))
+    first = ds.append(label_table(n))
+    rng = np.random.default_rng(3)
+    hot_key = n // 3
+    k = max(1, n // 1000)
+    for c in range(commits):
+        keys = pick_keys(rng, n, k, pattern)
+        if c % 2 == 0:
+            keys[0] = hot_key
+        keys = np.unique(keys)
+        batch = label_table(len(keys), seed=100 + c).set_column(0, "id", pa.array(keys, pa.int64()))
+        ds.upsert(batch, message=f"relabel batch {c}")
+    last = ds.snapshot()
+    edits = 1 + (commits + 1) // 2
+
+    t_full, full = timed(lambda: ds.read_all(), repeat=3)
+    t_diff, diff = timed(lambda: ds.diff(first.id, last.id), repeat=3)
+    opened: list[str] = []
+    real = datafiles.read_positions
+
+    def counting(store, path, positions, columns):  # type: ignore[no-untyped-def]
+        opened.append(path)
+        return real(store, path, positions, columns)
+
+    with mock.patch("storage.changeset.read_positions", counting):
+        t_hist, hist = timed(lambda: ds.history(hot_key))
+    files_before = ds.manifest().num_rows
+    t_compact, _ = timed(lambda: ds.compact())
+    files_after = ds.manifest().num_rows
+    t_read_after, after = timed(lambda: ds.read_all(), repeat=3)
+    assert after.num_rows == full.num_rows
+    assert hist.num_rows == edits, (hist.num_rows, edits)
+    show(
+        f"{n:,} rows after {commits} commits of 0.1% upserts ({pattern} keys)",
+        ["measure", "value", "note"],
+        [
+            ["full scan s", t_full, "read_all() at head"],
+            [
+                "diff first->last s",
+                t_diff,
+                f"{diff.num_rows:,} change rows; {t_diff / t_full:.1%} of a full scan (target <10%)",
+            ],
+            [
+                "history(key) s",
+                t_hist,
+                f"{hist.num_rows} states; data files opened: {len(set(opened))} of {files_before}",
+            ],
+            ["compact() s", t_compact, f"files {files_before} -> {files_after}"],
+            ["read after compaction s", t_read_after, f"{t_read_after / t_full:.2f}x the read before"],
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
