@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 
 from . import changes as ch
 from .context import DatasetContext
-from .datafiles import read_positions
 from .lineage import common_ancestor, first_parent_path
 from .log import LogEntry
 from .scan import locations
@@ -140,7 +139,7 @@ def rows_at(
     parts, order = [], []
     for i, path in enumerate(encoded.dictionary.to_pylist()):
         where = np.nonzero(idx == i)[0]
-        parts.append(read_positions(ctx.store, str(path), pos[where], columns))
+        parts.append(ctx.read_at(str(path), pos[where], columns))
         order.append(where)
     table = pa.concat_tables(parts).cast(schema)
     inverse = np.argsort(np.concatenate(order), kind="stable")

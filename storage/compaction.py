@@ -19,7 +19,6 @@ from . import changes as ch
 from . import dv
 from . import manifest as mf
 from .context import DatasetContext
-from .datafiles import write_data_file
 from .formats import DV_DIR, POS_COLUMN
 from .log import LogEntry
 from .scan import FILE_COLUMN, SnapshotFiles, file_batches
@@ -44,9 +43,7 @@ def prepare_compact(
     picked = _candidates(manifest.to_pylist(), target, max_deleted_fraction)
     if not picked:
         return None
-    snap = SnapshotFiles(
-        ctx.store, ctx.meta.schema, pa.Table.from_pylist(picked, schema=manifest.schema), ctx.stat_fields
-    )
+    snap = SnapshotFiles(ctx.store, ctx.layout, pa.Table.from_pylist(picked, schema=manifest.schema), ctx.stat_fields)
     pks = ctx.meta.primary_keys
     prep = Prepared(operation="compact", removes={r["path"] for r in picked})
     added: list[dict[str, Any]] = []
@@ -59,7 +56,7 @@ def prepare_compact(
         if not pending:
             return
         chunk = pa.concat_tables(pending)
-        row = write_data_file(ctx.store, chunk.select(ctx.meta.schema.names), ctx.stat_fields, ctx.meta.options)
+        row = ctx.write_data(chunk.select(ctx.meta.schema.names))
         prep.written.append(row["path"])
         added.append(row)
         n = chunk.num_rows

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from . import manifest as mf
-from .datafiles import WriteOptions
+from .datafiles import Layout, WriteOptions, read_positions, write_data_file
 from .errors import CorruptDatasetError
 from .formats import (
     FORMAT_VERSION,
@@ -22,6 +23,7 @@ from .formats import (
 )
 from .io import ObjectStore
 from .log import Log, LogEntry
+from .records import RecordReader
 from .refs import Tags
 from .scan import SnapshotFiles
 from .stats import stat_fields
@@ -79,6 +81,7 @@ class DatasetContext:
         self.tags = Tags(store)
         self.stat_fields = stat_fields(meta.schema, set(meta.record_fields))
         self.manifest_schema = mf.manifest_schema(meta.schema, meta.record_fields)
+        self.layout = Layout(meta.schema, tuple(meta.record_fields), RecordReader(store))
 
     @staticmethod
     def open(name: str, store: ObjectStore) -> DatasetContext:
@@ -101,4 +104,12 @@ class DatasetContext:
 
     def files(self, entry: LogEntry) -> SnapshotFiles:
         """A reader's view of a snapshot."""
-        return SnapshotFiles(self.store, self.meta.schema, self.manifest(entry), self.stat_fields)
+        return SnapshotFiles(self.store, self.layout, self.manifest(entry), self.stat_fields)
+
+    def write_data(self, table: pa.Table) -> dict[str, Any]:
+        """Write one data file of rows in the dataset's schema; returns its manifest row."""
+        return write_data_file(self.store, table, self.stat_fields, self.meta.options, self.layout)
+
+    def read_at(self, path: str, positions: np.ndarray[Any, Any], columns: list[str]) -> pa.Table:
+        """Rows at physical positions of one data file, in the given order."""
+        return read_positions(self.store, self.layout, path, positions, columns)

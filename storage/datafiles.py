@@ -1,9 +1,10 @@
-"""Data files: Parquet files of user columns plus each row's physical position, written once."""
+"""Data files: Parquet index files of user columns, record addresses and row positions, written once."""
 
 from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 from . import stats
 from .formats import DATA_DIR, POS_COLUMN
 from .io import ObjectStore
+from .records import ADDRESS_FIELDS, RECORD_FILE, RECORD_POS, RecordReader, decode_rows, write_records
 
 
 @dataclass(frozen=True)
@@ -21,16 +23,51 @@ class WriteOptions:
     """Knobs for data files: rows per file and per Parquet row group, and the compression codec."""
 
     max_rows_per_file: int = 1_000_000
+    max_bytes_per_file: int = 512 << 20  # bounds memory when rows carry blobs
     row_group_size: int = 64 * 1024
     compression: str = "zstd"
+    record_group_size: int = 1  # ArrayRecord records per chunk: 1 is fastest for random access
+    max_record_file_bytes: int = 256 << 20
 
     def to_json(self) -> dict[str, Any]:
         """For the dataset's metadata."""
-        return {
-            "max_rows_per_file": self.max_rows_per_file,
-            "row_group_size": self.row_group_size,
-            "compression": self.compression,
-        }
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a dataset's columns map to files: index columns in Parquet, record fields in ArrayRecord."""
+
+    schema: pa.Schema
+    record_fields: tuple[str, ...]
+    reader: RecordReader
+
+    @property
+    def physical_schema(self) -> pa.Schema:
+        """Columns as stored in data (index) files."""
+        fields = [f for f in self.schema if f.name not in self.record_fields]
+        if self.record_fields:
+            fields += ADDRESS_FIELDS
+        return pa.schema([*fields, pa.field(POS_COLUMN, pa.int64())])
+
+    def physical_columns(self, columns: Sequence[str]) -> list[str]:
+        """The stored columns needed to produce `columns` (record fields become their address)."""
+        out = [c for c in columns if c not in self.record_fields]
+        if any(c in self.record_fields for c in columns):
+            out += [RECORD_FILE, RECORD_POS]
+        return out
+
+    def resolve(self, table: pa.Table, columns: Sequence[str]) -> pa.Table:
+        """`table` read with physical_columns(columns), as the asked-for columns with records fetched."""
+        wanted = [c for c in columns if c in self.record_fields]
+        if not wanted:
+            return table.select(list(columns))
+        fields = pa.schema([self.schema.field(c) for c in self.record_fields])
+        records = self.reader.read(table.column(RECORD_FILE), table.column(RECORD_POS))
+        decoded = dict(zip(self.record_fields, decode_rows(records, fields), strict=True))
+        arrays = [decoded[c] if c in decoded else table.column(c) for c in columns]
+        fields = [self.schema.field(c) if c in decoded else table.schema.field(c) for c in columns]
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def with_positions(table: pa.Table) -> pa.Table:
@@ -39,11 +76,19 @@ def with_positions(table: pa.Table) -> pa.Table:
 
 
 def write_data_file(
-    store: ObjectStore, table: pa.Table, stat_fields: list[pa.Field], options: WriteOptions
+    store: ObjectStore, table: pa.Table, stat_fields: list[pa.Field], options: WriteOptions, layout: Layout
 ) -> dict[str, Any]:
-    """Write one data file and return its manifest row (path, rows, bytes, statistics)."""
+    """Write one data file (and its record files) and return its manifest row (path, rows, bytes, stats)."""
     sink = io.BytesIO()
-    physical = with_positions(table)
+    index = table.drop_columns(list(layout.record_fields))
+    record_files: list[str] = []
+    if layout.record_fields:
+        files, positions, written = write_records(
+            store, table.select(list(layout.record_fields)), options.record_group_size, options.max_record_file_bytes
+        )
+        index = index.append_column(RECORD_FILE, files).append_column(RECORD_POS, positions)
+        record_files = [p for p, _size in written]
+    physical = with_positions(index)
     pq.write_table(
         physical,
         sink,
@@ -64,12 +109,15 @@ def write_data_file(
         "bytes": len(data),
         "dv": None,
         "dv_bytes": None,
+        "records": record_files,
     }
     row.update(stats.compute(table, stat_fields))
     return row
 
 
-def read_positions(store: ObjectStore, path: str, positions: np.ndarray[Any, Any], columns: list[str]) -> pa.Table:
+def read_positions(
+    store: ObjectStore, layout: Layout, path: str, positions: np.ndarray[Any, Any], columns: list[str]
+) -> pa.Table:
     """Rows at the given physical positions of one data file, in the order given.
 
     Only the row groups holding a wanted position are read (and only the asked-for columns).
@@ -81,7 +129,7 @@ def read_positions(store: ObjectStore, path: str, positions: np.ndarray[Any, Any
     starts = np.concatenate([[0], np.cumsum(sizes)])
     group_of = np.searchsorted(starts, wanted, side="right") - 1
     groups = np.unique(group_of)
-    table = pf.read_row_groups([int(g) for g in groups], columns=columns)
+    table = pf.read_row_groups([int(g) for g in groups], columns=layout.physical_columns(columns))
     # Offset of each read group inside `table`: groups are read in ascending order and concatenated.
     offset_in_table = np.concatenate([[0], np.cumsum(sizes[groups])])[np.searchsorted(groups, group_of)]
-    return table.take(pa.array(offset_in_table + wanted - starts[group_of]))
+    return layout.resolve(table.take(pa.array(offset_in_table + wanted - starts[group_of])), columns)

@@ -21,6 +21,7 @@ DATA_DIR = "data"
 DV_DIR = "dv"
 MANIFEST_DIR = "manifests"
 CHANGES_DIR = "changes"
+RECORDS_DIR = "records"
 TMP_PREFIX = ".tmp-"
 LOG_ID_WIDTH = 20
 

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import changes as ch
 from . import manifest as mf
 from .context import DatasetContext
 from .errors import CorruptDatasetError, InvalidInputError, StorageError
-from .formats import CHANGES_DIR, DATA_DIR, DV_DIR, MANIFEST_DIR, TMP_PREFIX, log_name, utcnow
+from .formats import CHANGES_DIR, DATA_DIR, DV_DIR, MANIFEST_DIR, RECORDS_DIR, TMP_PREFIX, log_name, utcnow
+from .records import RECORD_FILE
 
 
 @dataclass(frozen=True)
@@ -28,20 +30,37 @@ class ValidationReport:
 
 
 def referenced(ctx: DatasetContext) -> set[str]:
-    """Every file a live snapshot needs: manifests, change logs, data files and deletion vectors."""
+    """Every file a live snapshot needs: manifests, change logs, data and record files, deletion vectors.
+
+    Data files named by change logs (the old rows history() and diff() show) are kept with their records.
+    """
     out: set[str] = set()
+    via_changes: set[str] = set()
     for entry in ctx.log.entries():
         if entry.manifest:
             out.add(entry.manifest)
             table = ctx.manifest(entry)
             out.update(table.column("path").to_pylist())
             out.update(p for p in table.column("dv").to_pylist() if p)
+            out.update(p for files in table.column("records").to_pylist() for p in files or [])
         if entry.changes:
             out.add(entry.changes)
             changes = ch.read(ctx.store, entry.changes)
+            real = changes.filter(pc.not_equal(changes.column("_change"), ch.MOVE))  # moves leave content as is
             for col in ("_old_file", "_new_file"):
-                out.update(p for p in changes.column(col).to_pylist() if p)
+                via_changes.update(p for p in pc.unique(real.column(col)).to_pylist() if p)
+    for path in sorted(via_changes - out):
+        out.add(path)
+        if ctx.layout.record_fields and ctx.store.exists(path):
+            out.update(record_files_of(ctx, path))
     return out
+
+
+def record_files_of(ctx: DatasetContext, path: str) -> set[str]:
+    """Record files a data file addresses."""
+    fs, root = ctx.store.arrow_fs()
+    column = pq.read_table(f"{root}/{path}", columns=[RECORD_FILE], filesystem=fs).column(RECORD_FILE)
+    return {p for p in pc.unique(column).to_pylist() if p}
 
 
 def validate(ctx: DatasetContext) -> ValidationReport:
@@ -49,6 +68,7 @@ def validate(ctx: DatasetContext) -> ValidationReport:
     ctx.log.refresh()
     problems: list[str] = []
     data_files: dict[str, tuple[int, int]] = {}
+    record_files: set[str] = set()
     dvs: dict[str, tuple[int, int]] = {}
     change_logs = 0
     entries = ctx.log.entries()
@@ -57,6 +77,7 @@ def validate(ctx: DatasetContext) -> ValidationReport:
             if entry.manifest:
                 for row in ctx.manifest(entry).to_pylist():
                     data_files[row["path"]] = (row["bytes"], row["rows"])
+                    record_files.update(row["records"] or [])
                     if row["dv"]:
                         dvs[row["dv"]] = (row["dv_bytes"], row["rows"])
             if entry.changes:
@@ -73,6 +94,7 @@ def validate(ctx: DatasetContext) -> ValidationReport:
                 problems.append(f"{path}: deletion vector size or positions do not match the manifest")
         except (StorageError, FileNotFoundError) as exc:
             problems.append(f"{path}: {exc}")
+    problems += [f"{p}: record file is missing" for p in sorted(record_files) if not ctx.store.exists(p)]
     report = ValidationReport(len(entries), len(data_files), len(dvs), change_logs, problems)
     if problems:
         raise CorruptDatasetError(
@@ -116,7 +138,7 @@ def vacuum(ctx: DatasetContext, grace: timedelta, dry_run: bool = False) -> Vacu
     cutoff = time.time() - grace.total_seconds()
     removed: list[str] = []
     freed = 0
-    for prefix in (DATA_DIR, DV_DIR, MANIFEST_DIR, CHANGES_DIR, "_log", "_refs"):
+    for prefix in (DATA_DIR, DV_DIR, RECORDS_DIR, MANIFEST_DIR, CHANGES_DIR, "_log", "_refs"):
         for info in ctx.store.list_files(prefix):
             leftover_tmp = info.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
             if info.mtime > cutoff or (info.path in keep) or (prefix in ("_log", "_refs") and not leftover_tmp):

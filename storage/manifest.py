@@ -25,6 +25,7 @@ BASE_FIELDS = [
     pa.field("bytes", pa.int64(), nullable=False),
     pa.field("dv", pa.string()),
     pa.field("dv_bytes", pa.int64()),
+    pa.field("records", pa.list_(pa.string())),
 ]
 
 

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 from . import changes as ch
 from .changeset import FROM_FILE, FROM_POS, TO_FILE, TO_POS, net_between, rows_at
 from .context import DatasetContext
-from .datafiles import write_data_file
 from .errors import CommitConflictError, MergeConflictError
 from .inputs import key_values
 from .lineage import MERGE_PARENT, common_ancestor
@@ -129,7 +128,7 @@ def _apply(
     added = []
     if len(copy_idx):
         rows = rows_at(ctx, pc.take(new_file, copy_idx), pc.take(new_pos, copy_idx), ctx.meta.schema.names)
-        row = write_data_file(ctx.store, rows, ctx.stat_fields, ctx.meta.options)
+        row = ctx.write_data(rows)
         prep.written.append(row["path"])
         added.append(row)
         for n, i in enumerate(copy_idx):

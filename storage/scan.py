@@ -12,6 +12,7 @@ import pyarrow.dataset as pads
 
 from . import manifest as mf
 from . import stats
+from .datafiles import Layout
 from .errors import InvalidInputError
 from .formats import POS_COLUMN
 from .io import ObjectStore
@@ -24,14 +25,19 @@ class SnapshotFiles:
     """The files of one snapshot as a reader needs them: the store, the schema and the manifest."""
 
     store: ObjectStore
-    schema: pa.Schema
+    layout: Layout
     manifest: pa.Table
     stat_fields: list[pa.Field]
 
     @property
+    def schema(self) -> pa.Schema:
+        """The dataset's schema."""
+        return self.layout.schema
+
+    @property
     def physical_schema(self) -> pa.Schema:
         """Columns as stored in data files."""
-        return self.schema.append(pa.field(POS_COLUMN, pa.int64()))
+        return self.layout.physical_schema
 
 
 _FORMAT = pads.ParquetFileFormat()
@@ -86,14 +92,16 @@ def file_batches(
     batch_size: int | None = None,
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """(data file path, batch) for every live row matching `filter`; columns may include the position."""
+    physical = snap.layout.physical_columns(columns)
     for row, fragment in _selected(snap, filter):
-        kwargs: dict[str, Any] = {"columns": list(columns), "filter": _file_filter(snap, row, filter)}
+        kwargs: dict[str, Any] = {"columns": physical, "filter": _file_filter(snap, row, filter)}
         if batch_size:
             kwargs["batch_size"] = batch_size
         try:
             for batch in fragment.to_batches(schema=snap.physical_schema, **kwargs):
                 if batch.num_rows:
-                    yield row["path"], batch
+                    resolved = snap.layout.resolve(pa.Table.from_batches([batch]), columns).combine_chunks()
+                    yield row["path"], resolved.to_batches()[0]
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise InvalidInputError(f"cannot read {columns} with filter {filter}: {exc}") from exc
 

@@ -14,7 +14,6 @@ from . import changes as ch
 from . import faults
 from .changes import change_counts
 from .context import DatasetContext
-from .datafiles import write_data_file
 from .dv import Positions
 from .errors import InvalidInputError, PrimaryKeyConflictError
 from .formats import POS_COLUMN
@@ -85,7 +84,7 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> P
             hits = locate(snap, keys)
             if mode != "upsert" and hits.num_rows:
                 raise PrimaryKeyConflictError(ctx.name, key_values(hits.select(pks)))
-            row = write_data_file(ctx.store, chunk, ctx.stat_fields, ctx.meta.options)
+            row = ctx.write_data(chunk)
             prep.written.append(row["path"])
             faults.checkpoint("write.after_data_file")
             added.append(row)

@@ -44,6 +44,14 @@ class ObjectStore(Protocol):
         """Durably store a new object under a unique name (never used for commit entries)."""
         ...
 
+    def put_file(self, path: str, local_file: str) -> int:
+        """Durably store a local file (which the call may move away) under a unique name; returns its size."""
+        ...
+
+    def local_path(self, path: str) -> str | None:
+        """A local filesystem path of the object when the store is local, else None."""
+        ...
+
     def put_if_absent(self, path: str, data: bytes) -> bool:
         """Atomically create `path` with `data` unless it exists; True if this call created it."""
         ...

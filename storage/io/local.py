@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 
 import pyarrow.fs as pafs
@@ -69,6 +70,23 @@ class LocalStore:
         # Objects written here have unique names, so this rename never replaces a visible object.
         os.replace(tmp, final)
         _fsync_dir(os.path.dirname(final))
+
+    def put_file(self, path: str, local_file: str) -> int:
+        final = self._abs(path)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(final), f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+        shutil.copyfile(local_file, tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        _fsync_dir(os.path.dirname(final))
+        return os.path.getsize(final)
+
+    def local_path(self, path: str) -> str | None:
+        return self._abs(path)
 
     def put_if_absent(self, path: str, data: bytes) -> bool:
         final = self._abs(path)

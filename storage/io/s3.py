@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -104,6 +105,14 @@ class S3Store:
     def write_bytes(self, path: str, data: bytes) -> None:
         with _translated(self.uri):
             self._client.put_object(Bucket=self._bucket, Key=self._key(path), Body=data)
+
+    def put_file(self, path: str, local_file: str) -> int:
+        with _translated(self.uri):
+            self._client.upload_file(local_file, self._bucket, self._key(path))
+        return os.path.getsize(local_file)
+
+    def local_path(self, path: str) -> str | None:
+        return None
 
     def put_if_absent(self, path: str, data: bytes) -> bool:
         from botocore.exceptions import ClientError  # optional dependency

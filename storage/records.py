@@ -1,0 +1,232 @@
+"""Record fields: bulky columns stored row-wise in ArrayRecord files, addressed from the index files.
+
+Each data (index) file carries, per row, the record file and position holding that row's record fields
+(`_lh_rec_file`, `_lh_rec_pos`; null when every record field of the row is null). A record is the row's
+record-field values framed one after another: binary and string values raw, anything else as a one-row
+Arrow IPC message, so a reader decodes only the rows it asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import CorruptDatasetError
+from .formats import RECORDS_DIR
+from .io import ObjectStore
+
+RECORD_FILE = "_lh_rec_file"
+RECORD_POS = "_lh_rec_pos"
+ADDRESS_FIELDS = [pa.field(RECORD_FILE, pa.string()), pa.field(RECORD_POS, pa.int64())]
+
+_NULL, _RAW, _IPC = 0, 1, 2
+_SLOT = struct.Struct("<BQ")
+
+
+def _raw(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
+    )
+
+
+def encode_rows(table: pa.Table) -> list[bytes | None]:
+    """One framed record per row of `table` (its columns are the record fields); None if all null."""
+    columns = [c.combine_chunks() for c in table.columns]
+    raw = [_raw(c.type) for c in columns]
+    valid = [pc.is_valid(c).to_numpy(zero_copy_only=False) for c in columns]
+    pylists: list[list[Any]] = [c.to_pylist() if r else [] for c, r in zip(columns, raw, strict=True)]
+    out: list[bytes | None] = []
+    for i in range(table.num_rows):
+        head, body = [], []
+        for j, col in enumerate(columns):
+            if not valid[j][i]:
+                head.append(_SLOT.pack(_NULL, 0))
+                continue
+            if raw[j]:
+                value = pylists[j][i]
+                payload = value.encode() if isinstance(value, str) else bytes(value)
+                kind = _RAW
+            else:
+                payload = pa.record_batch([col.slice(i, 1)], names=["v"]).serialize().to_pybytes()
+                kind = _IPC
+            head.append(_SLOT.pack(kind, len(payload)))
+            body.append(payload)
+        out.append(b"".join(head + body) if body else None)
+    return out
+
+
+def decode_rows(records: Sequence[bytes | None], schema: pa.Schema) -> list[pa.Array]:
+    """Columns of record-field values from framed records (None = all fields null)."""
+    values: list[list[Any]] = [[] for _ in schema]
+    for rec in records:
+        if rec is None:
+            for v in values:
+                v.append(None)
+            continue
+        offset = _SLOT.size * len(schema)
+        for j, field in enumerate(schema):
+            kind, size = _SLOT.unpack_from(rec, j * _SLOT.size)
+            payload = rec[offset : offset + size]
+            offset += size
+            if kind == _NULL:
+                values[j].append(None)
+            elif kind == _RAW:
+                values[j].append(
+                    payload.decode()
+                    if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+                    else payload
+                )
+            else:
+                batch = pa.ipc.read_record_batch(pa.py_buffer(payload), pa.schema([pa.field("v", field.type)]))
+                values[j].append(batch.column(0)[0].as_py())
+    return [pa.array(v, f.type) for v, f in zip(values, schema, strict=True)]
+
+
+def write_records(
+    store: ObjectStore, table: pa.Table, group_size: int, max_file_bytes: int
+) -> tuple[pa.Array, pa.Array, list[tuple[str, int]]]:
+    """Write the record fields of `table`; returns the address columns and (path, bytes) of each file."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    encoded = encode_rows(table)
+    files: list[str | None] = [None] * len(encoded)
+    positions: list[int | None] = [None] * len(encoded)
+    written: list[tuple[str, int]] = []
+    i = 0
+    while i < len(encoded):
+        path = f"{RECORDS_DIR}/{uuid.uuid4().hex}.array_record"
+        fd, tmp = tempfile.mkstemp(suffix=".array_record")
+        os.close(fd)
+        try:
+            writer = ArrayRecordWriter(tmp, f"group_size:{group_size}")
+            size = pos = 0
+            while i < len(encoded) and (size < max_file_bytes or pos == 0):
+                rec = encoded[i]
+                if rec is not None:
+                    writer.write(rec)
+                    files[i], positions[i] = path, pos
+                    pos += 1
+                    size += len(rec)
+                i += 1
+            writer.close()
+            if pos:
+                nbytes = store.put_file(path, tmp)
+                written.append((path, nbytes))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return pa.array(files, pa.string()), pa.array(positions, pa.int64()), written
+
+
+class RecordReader:
+    """Reads records by address, through a bounded local cache when the store is remote."""
+
+    def __init__(self, store: ObjectStore, cache_dir: str | None = None, cache_bytes: int = 2 << 30) -> None:
+        self._store = store
+        self._cache_dir = cache_dir
+        self._cache_bytes = cache_bytes
+        self._readers: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open readers hold C++ handles; a copy in another process opens its own.
+        return {**self.__dict__, "_readers": OrderedDict(), "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _local(self, path: str) -> str:
+        local = self._store.local_path(path)
+        if local is not None:
+            return local
+        cache = self._cache_dir or os.path.join(tempfile.gettempdir(), "labelhouse-records")
+        target = os.path.join(cache, self._store.uri.replace("://", "_").replace("/", "_"), path.replace("/", "_"))
+        expected = self._store.size(path)
+        if not os.path.exists(target) or os.path.getsize(target) != expected:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{target}.{uuid.uuid4().hex}.part"
+            with open(tmp, "wb") as f:
+                f.write(self._store.read_bytes(path))
+            if os.path.getsize(tmp) != expected:
+                os.unlink(tmp)
+                raise CorruptDatasetError(f"{self._store.uri}/{path}: downloaded record file has the wrong size")
+            os.replace(tmp, target)
+            _trim(cache, self._cache_bytes)
+        return target
+
+    def _reader(self, path: str) -> Any:
+        from array_record.python.array_record_module import ArrayRecordReader
+
+        with self._lock:
+            reader = self._readers.get(path)
+            if reader is not None:
+                self._readers.move_to_end(path)
+                return reader
+        try:
+            reader = ArrayRecordReader(self._local(path), "readahead_buffer_size:0")
+        except (RuntimeError, OSError, FileNotFoundError) as exc:
+            raise CorruptDatasetError(
+                f"{self._store.uri}/{path}: record file is missing or unreadable ({exc})"
+            ) from exc
+        with self._lock:
+            self._readers[path] = reader
+            while len(self._readers) > 64:
+                self._readers.popitem(last=False)
+        return reader
+
+    def read(self, files: pa.Array | pa.ChunkedArray, positions: pa.Array | pa.ChunkedArray) -> list[bytes | None]:
+        """The records at the given addresses, in order (None where the address is null)."""
+        files_list = files.to_pylist()
+        pos = np.asarray(positions.to_numpy(zero_copy_only=False))
+        out: list[bytes | None] = [None] * len(files_list)
+        groups: dict[str, list[int]] = {}
+        for i, f in enumerate(files_list):
+            if f is not None:
+                groups.setdefault(f, []).append(i)
+
+        def fetch(item: tuple[str, list[int]]) -> None:
+            path, rows = item
+            got = self._reader(path).read([int(pos[r]) for r in rows])
+            for r, rec in zip(rows, got, strict=True):
+                out[r] = rec
+
+        if len(groups) <= 1:
+            for item in groups.items():
+                fetch(item)
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
+                list(pool.map(fetch, groups.items()))
+        return out
+
+
+def _trim(cache: str, limit: int) -> None:
+    """Evict least recently modified cached files until the cache fits `limit` bytes."""
+    entries = []
+    for dirpath, _dirs, names in os.walk(cache):
+        for n in names:
+            full = os.path.join(dirpath, n)
+            try:
+                st = os.stat(full)
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime, st.st_size, full))
+    total = sum(e[1] for e in entries)
+    for _mtime, size, full in sorted(entries):
+        if total <= limit:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(full)
+        total -= size
