@@ -96,7 +96,7 @@ class S3Store:
 
     def read_bytes(self, path: str) -> bytes:
         try:
-            with _translated(self.uri):
+            with _translated(self.uri, passthrough=("NoSuchKey",)):
                 body: bytes = self._client.get_object(Bucket=self._bucket, Key=self._key(path))["Body"].read()
         except self._client.exceptions.NoSuchKey as exc:
             raise FileNotFoundError(f"{self.uri}/{path}") from exc
