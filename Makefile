@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean install
+.PHONY: demo test lint unit bench clean install label-studio
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -26,9 +26,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not integration"
 
-test: lint
+# A real Label Studio in its own venv, for the connector's integration tests (minutes on a first run).
+label-studio: $(STAMP)
+	$(PY) infra/label_studio.py install
+
+test: lint label-studio
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -24,6 +24,8 @@ from .errors import (
 )
 from .maintenance import VacuumStats, ValidationReport
 from .snapshot import Snapshot
+from .vector_index import IndexRefreshStats, VectorIndex
+from .views import MaterializedView, RefreshInProgressError, RefreshStats, View
 
 __all__ = [
     "BranchExistsError",
@@ -33,10 +35,14 @@ __all__ = [
     "Dataset",
     "DatasetExistsError",
     "DatasetNotFoundError",
+    "IndexRefreshStats",
     "InvalidInputError",
     "InvalidNameError",
+    "MaterializedView",
     "MergeConflictError",
     "PrimaryKeyConflictError",
+    "RefreshInProgressError",
+    "RefreshStats",
     "SchemaMismatchError",
     "Snapshot",
     "StorageError",
@@ -44,6 +50,8 @@ __all__ = [
     "TagExistsError",
     "VacuumStats",
     "ValidationReport",
+    "VectorIndex",
     "VersionNotFoundError",
+    "View",
     "WriteOptions",
 ]

@@ -14,7 +14,7 @@ from . import manifest as mf
 from .context import DatasetContext, DatasetMeta
 from .datafiles import WriteOptions
 from .dataset import DEFAULT_BRANCH, Dataset
-from .errors import DatasetExistsError, DatasetNotFoundError, SchemaMismatchError
+from .errors import DatasetExistsError, DatasetNotFoundError, InvalidInputError, SchemaMismatchError
 from .formats import (
     FORMAT_VERSION,
     META_FILE,
@@ -27,6 +27,12 @@ from .formats import (
 from .io import ObjectStore, open_store
 from .log import LogEntry
 from .naming import check_name
+from .vector_index import VectorIndex
+from .views.evaluate import Inputs
+from .views.materialized import MaterializedView, infer_schema, read_definition, write_definition
+from .views.plan import root as view_root
+from .views.plan import sources as view_sources
+from .views.view import View
 
 CATALOG_FILE = "_catalog.json"
 RESERVED_COLUMNS = {"_change_type", "_snapshot_id", "_committed_at", "_distance", "_message", "_properties"}
@@ -89,6 +95,7 @@ class Catalog:
 
     def __init__(self, uri: str | os.PathLike[str] = "./lakehouse", **storage_options: Any) -> None:
         self._uri = os.fspath(uri)
+        self._options = dict(storage_options)
         self._store: ObjectStore = open_store(self._uri, **storage_options)
         self._open: dict[str, DatasetContext] = {}
         self._lock = threading.Lock()
@@ -101,6 +108,15 @@ class Catalog:
     def uri(self) -> str:
         """Where the catalog lives."""
         return self._store.uri
+
+    def spec(self) -> dict[str, Any]:
+        """What another process needs to open this catalog (URI and storage options)."""
+        return {"uri": self._uri, "options": dict(self._options)}
+
+    @staticmethod
+    def from_spec(spec: dict[str, Any]) -> Catalog:
+        """Open the catalog a spec() describes."""
+        return Catalog(spec["uri"], **spec.get("options", {}))
 
     def _check_catalog_file(self) -> None:
         try:
@@ -190,3 +206,74 @@ class Catalog:
             self._open.pop(name, None)
         for info in store.list_files():
             store.delete(info.path)
+
+    # ----- views --------------------------------------------------------------------------------------
+
+    def materialize(self, name: str, view: View, engine: str = "local") -> MaterializedView:
+        """Store a view's output as a dataset named `name` and compute it (later: mv.refresh())."""
+        if not isinstance(view, View):
+            raise InvalidInputError(f"materialize() takes a View (ds.map_batches(...), ...), got {type(view).__name__}")
+        datasets = {n: self.dataset(n) for n in view_sources(view.node)}
+        inputs = Inputs(datasets, {n: ds.snapshot().id for n, ds in datasets.items()})
+        schema, record_fields = infer_schema(view.node, inputs)
+        keys = datasets[view_root(view.node).dataset].primary_keys
+        ds = self.create_dataset(name, schema, keys, [r for r in record_fields if r in schema.names])
+        write_definition(ds, view.node)
+        mv = MaterializedView(self, name, ds, view.node)
+        mv.refresh(engine=engine)
+        return mv
+
+    def materialized_view(self, name: str) -> MaterializedView:
+        """Open a materialized view."""
+        ds = self.dataset(name)
+        node = read_definition(ds)
+        if node is None:
+            raise DatasetNotFoundError(f"{name!r} in {self.uri} is a dataset, not a materialized view")
+        return MaterializedView(self, name, ds, node)
+
+    def views(self, source: str | None = None) -> list[str]:
+        """Names of the materialized views (those reading `source`, if given)."""
+        out = []
+        for name in self.datasets():
+            node = read_definition(self.dataset(name))
+            if node is not None and (source is None or source in view_sources(node)):
+                out.append(name)
+        return out
+
+    # ----- vector indexes -----------------------------------------------------------------------------
+
+    def create_vector_index(
+        self, name: str, source: Dataset | MaterializedView | str, column: str, metric: str = "cos"
+    ) -> VectorIndex:
+        """Index a float-vector column of a dataset or materialized view, and build it."""
+        check_name(name, "vector index")
+        source_name = source if isinstance(source, str) else source.name
+        ds = self.dataset(source_name)
+        if column not in ds.schema.names:
+            raise InvalidInputError(f"{source_name!r} has no column {column!r}; columns: {ds.schema.names}")
+        typ = ds.schema.field(column).type
+        if not (pa.types.is_list(typ) or pa.types.is_fixed_size_list(typ) or pa.types.is_large_list(typ)) or not (
+            pa.types.is_floating(typ.value_type)
+        ):
+            raise InvalidInputError(f"column {column!r} has type {typ}; a vector index needs a list of floats")
+        if self._store.exists(f"{name}/{META_FILE}"):
+            raise DatasetExistsError(f"{name!r} is a dataset in {self.uri}; pick another index name")
+        idx = VectorIndex.create(self, name, self._store.child(name), source_name, column, metric)
+        idx.refresh()
+        return idx
+
+    def vector_index(self, name: str) -> VectorIndex:
+        """Open a vector index."""
+        idx = VectorIndex.open(self, check_name(name, "vector index"), self._store.child(name))
+        if idx is None:
+            raise DatasetNotFoundError(f"no vector index {name!r} in {self.uri}")
+        return idx
+
+    def vector_indexes(self, source: str | None = None) -> list[str]:
+        """Names of the vector indexes (those over `source`, if given)."""
+        out = []
+        for name in self._store.list_dirs():
+            idx = VectorIndex.open(self, name, self._store.child(name))
+            if idx is not None and (source is None or idx.source == source):
+                out.append(name)
+        return out

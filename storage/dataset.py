@@ -19,6 +19,7 @@ from .log import BRANCH_CREATE, BRANCH_DELETE, LogEntry
 from .naming import check_name
 from .snapshot import Snapshot
 from .txn import Prepared, commit
+from .views.view import View
 
 DEFAULT_BRANCH = "main"
 
@@ -139,6 +140,26 @@ class Dataset:
         """Insert rows, or replace whole rows whose primary key exists."""
         return self._write(
             lambda base: writes.prepare_rows(self._ctx, base, data, "upsert"),
+            idempotency_key,
+            message,
+            properties,
+        )
+
+    def apply_changes(
+        self,
+        upserts: Any = None,
+        delete_keys: Any = None,
+        idempotency_key: str | None = None,
+        message: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """Upsert rows and delete keys in ONE snapshot (a sync of a source, a view refresh).
+
+        A key both upserted and listed for deletion is upserted; absent delete keys are ignored.
+        """
+        rows = upserts if upserts is not None else self.schema.empty_table()
+        return self._write(
+            lambda base: writes.prepare_rows(self._ctx, base, rows, "apply", delete_keys),
             idempotency_key,
             message,
             properties,
@@ -395,6 +416,26 @@ class Dataset:
         if prep is None:
             return Snapshot.of(base)
         return Snapshot.of(commit(ctx, self._branch, base, prep, message=message))
+
+    # ----- views --------------------------------------------------------------------------------------
+
+    def map_batches(
+        self,
+        fn: Any,
+        output_schema: pa.Schema | None = None,
+        record_fields: Sequence[str] | None = None,
+        version: str = "1",
+    ) -> View:
+        """A view applying fn(pa.Table) -> table to this dataset's rows (see View.map_batches)."""
+        return View.of(self).map_batches(fn, output_schema, record_fields, version)
+
+    def filter(self, fn: Any, version: str = "1") -> View:
+        """A view of the rows for which fn(pa.Table) returns true (see View.filter)."""
+        return View.of(self).filter(fn, version)
+
+    def join(self, other: Dataset | View, on: Sequence[str], how: str = "inner") -> View:
+        """A view joining each row to `other`'s row whose primary key equals `on` (see View.join)."""
+        return View.of(self).join(other, on, how)
 
     # ----- change data --------------------------------------------------------------------------------
 

@@ -68,8 +68,33 @@ def _row_changes(keys: pa.Table, hits: pa.Table, new_file: str) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> Prepared:
-    """Write the data files of an append, insert or upsert and describe the commit."""
+def _delete_changes(ctx: DatasetContext, hits: pa.Table) -> pa.Table:
+    n = hits.num_rows
+    return ch.build(
+        hits.select(ctx.meta.primary_keys),
+        ch.DELETE,
+        hits.column(FILE_COLUMN),
+        hits.column(POS_COLUMN),
+        _nulls(n, pa.string()),
+        _nulls(n, pa.int64()),
+    )
+
+
+def _minus(keys: pa.Table, seen: list[pa.Table]) -> pa.Table:
+    """Rows of `keys` not among the `seen` key tables."""
+    if not seen or keys.num_rows == 0:
+        return keys
+    names = keys.column_names
+    marked = pa.concat_tables(seen).append_column("_lh_seen", pa.array(np.ones(sum(t.num_rows for t in seen), bool)))
+    joined = keys.join(marked, keys=names, join_type="left outer")
+    return joined.filter(pc.is_null(joined.column("_lh_seen"))).select(names)
+
+
+def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str, delete_keys: Any = None) -> Prepared:
+    """Write the data files of an append, insert or upsert and describe the commit.
+
+    With `delete_keys` (mode "apply"), the same commit also deletes those keys (keys also upserted win).
+    """
     snap = ctx.files(base)
     pks = ctx.meta.primary_keys
     prep = Prepared(operation=mode)
@@ -82,7 +107,7 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> P
             keys = chunk.select(pks)
             _refuse_duplicates(ctx, keys)
             hits = locate(snap, keys)
-            if mode != "upsert" and hits.num_rows:
+            if mode in ("append", "insert") and hits.num_rows:
                 raise PrimaryKeyConflictError(ctx.name, key_values(hits.select(pks)))
             row = ctx.write_data(chunk)
             prep.written.append(row["path"])
@@ -94,6 +119,12 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> P
                 deletes[path].append(pos)
         if len(seen) > 1:  # each chunk was checked alone; keys may still repeat across chunks
             _refuse_duplicates(ctx, pa.concat_tables(seen))
+        if delete_keys is not None:
+            gone = locate(snap, _minus(key_table(delete_keys, ctx.meta.schema, pks), seen))
+            change_parts.append(_delete_changes(ctx, gone))
+            seen.append(gone.select(pks))
+            for path, pos in group_positions(gone).items():
+                deletes[path].append(pos)
         table = pa.concat_tables(change_parts) if change_parts else ch.change_schema(ctx.key_schema).empty_table()
         prep.changes = ch.write(ctx.store, table)
         prep.written.append(prep.changes)
@@ -108,7 +139,7 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str) -> P
     prep.summary = {
         "rows_inserted": kinds[ch.INSERT],
         "rows_updated": kinds[ch.UPDATE],
-        "rows_deleted": 0,
+        "rows_deleted": kinds[ch.DELETE],
         "files_added": len(added),
         "bytes_written": sum(r["bytes"] for r in added),
     }
@@ -129,15 +160,7 @@ def prepare_delete(ctx: DatasetContext, base: LogEntry, filter: pc.Expression | 
     else:
         hits = locations(snap, pks, filter)
     n = hits.num_rows
-    table = ch.build(
-        hits.select(pks),
-        ch.DELETE,
-        hits.column(FILE_COLUMN),
-        hits.column(POS_COLUMN),
-        _nulls(n, pa.string()),
-        _nulls(n, pa.int64()),
-    )
-    path = ch.write(ctx.store, table)
+    path = ch.write(ctx.store, _delete_changes(ctx, hits))
     return Prepared(
         operation="delete",
         deletes=group_positions(hits),
