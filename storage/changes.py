@@ -30,8 +30,8 @@ CHANGE_FIELDS = [
 
 
 def change_schema(key_schema: pa.Schema) -> pa.Schema:
-    """Key columns plus the change columns."""
-    return pa.schema([*key_schema, *CHANGE_FIELDS])
+    """Key columns plus the change columns; keys are declared nullable so every commit's log has one schema."""
+    return pa.schema([*(f.with_nullable(True) for f in key_schema), *CHANGE_FIELDS])
 
 
 def build(
