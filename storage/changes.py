@@ -72,6 +72,12 @@ def read(store: ObjectStore, path: str) -> pa.Table:
 
 @lru_cache(maxsize=1024)
 def _read_cached(store_uri: str, store: ObjectStore, path: str) -> pa.Table:
+    return load(store, path)
+
+
+def load(store: ObjectStore, path: str) -> pa.Table:
+    """Read a change table from the store, bypassing the cache."""
+    store_uri = store.uri
     try:
         return pq.read_table(io.BytesIO(store.read_bytes(path)))
     except FileNotFoundError as exc:

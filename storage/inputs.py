@@ -107,6 +107,9 @@ def key_table(keys: Any, schema: pa.Schema, primary_keys: Sequence[str]) -> pa.T
             raise InvalidInputError(f"key table lacks primary key column(s) {missing}")
         return conform(table.select(list(primary_keys)), key_schema, primary_keys)
     rows = list(keys)
+    for r in rows:
+        if isinstance(r, Mapping) and any(k not in r for k in primary_keys):
+            raise InvalidInputError(f"key {r!r} lacks primary key column(s) {[k for k in primary_keys if k not in r]}")
     if len(primary_keys) == 1:
         values = [r[primary_keys[0]] if isinstance(r, Mapping) else r for r in rows]
         cols: dict[str, list[Any]] = {primary_keys[0]: values}

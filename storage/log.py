@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import CorruptDatasetError, VersionNotFoundError
 from .formats import FORMAT_VERSION, LOG_DIR, check_format_version, decode_json, encode_json, log_name
-from .io import ObjectStore
+from .io import ObjectStore, put_once
 
 BRANCH_CREATE = "create_branch"
 BRANCH_DELETE = "delete_branch"
@@ -98,6 +98,10 @@ class Log:
         self._missing: set[int] = set()  # ids below the head whose entry was expired
         self._head = -1
         self._listed = False
+
+    def load(self, snapshot_id: int) -> LogEntry | None:
+        """Parse a snapshot's entry from the store, bypassing the cache (None if it is gone)."""
+        return self._load(snapshot_id)
 
     def _load(self, snapshot_id: int) -> LogEntry | None:
         path = log_name(snapshot_id)
@@ -203,8 +207,11 @@ class Log:
         return out
 
     def try_append(self, entry: LogEntry) -> bool:
-        """Create the entry's log file if no other writer took that id first."""
-        created = self._store.put_if_absent(log_name(entry.snapshot_id), entry.to_json())
+        """Create the entry's log file if no other writer took that id first.
+
+        A put whose outcome looked like a failure but did store this entry counts as done (put_once).
+        """
+        created = put_once(self._store, log_name(entry.snapshot_id), entry.to_json())
         if created:
             with self._lock:
                 self._entries[entry.snapshot_id] = entry

@@ -72,24 +72,26 @@ def validate(ctx: DatasetContext) -> ValidationReport:
     dvs: dict[str, tuple[int, int]] = {}
     change_logs = 0
     entries = ctx.log.entries()
-    for entry in entries:
+    for cached in entries:
         try:
+            # Re-read everything from the store: caches would hide files damaged or deleted since.
+            entry = ctx.log.load(cached.snapshot_id) or cached
             if entry.manifest:
-                for row in ctx.manifest(entry).to_pylist():
+                for row in mf.load(ctx.store, entry.manifest).to_pylist():
                     data_files[row["path"]] = (row["bytes"], row["rows"])
                     record_files.update(row["records"] or [])
                     if row["dv"]:
                         dvs[row["dv"]] = (row["dv_bytes"], row["rows"])
             if entry.changes:
-                ch.read(ctx.store, entry.changes)
+                ch.load(ctx.store, entry.changes)
                 change_logs += 1
         except StorageError as exc:
-            problems.append(f"snapshot {entry.snapshot_id}: {exc}")
+            problems.append(f"snapshot {cached.snapshot_id}: {exc}")
     for path, (size, rows) in sorted(data_files.items()):
         problems += _check_data_file(ctx, path, size, rows)
     for path, (size, rows) in sorted(dvs.items()):
         try:
-            positions = mf.read_dv(ctx.store, path)
+            positions = mf.load_dv(ctx.store, path)
             if ctx.store.size(path) != size or (len(positions) and int(positions.max()) >= rows):
                 problems.append(f"{path}: deletion vector size or positions do not match the manifest")
         except (StorageError, FileNotFoundError) as exc:

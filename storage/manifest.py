@@ -50,6 +50,12 @@ def write(store: ObjectStore, table: pa.Table) -> str:
 
 @lru_cache(maxsize=256)
 def _read_cached(store_uri: str, store: ObjectStore, path: str) -> pa.Table:
+    return load(store, path)
+
+
+def load(store: ObjectStore, path: str) -> pa.Table:
+    """Read a manifest from the store, bypassing the cache (validate() checks what is really there)."""
+    store_uri = store.uri
     try:
         data = store.read_bytes(path)
     except FileNotFoundError as exc:
@@ -74,6 +80,12 @@ def read_dv(store: ObjectStore, path: str) -> dv.Positions:
 
 @lru_cache(maxsize=4096)
 def _read_dv_cached(store_uri: str, store: ObjectStore, path: str) -> dv.Positions:
+    return load_dv(store, path)
+
+
+def load_dv(store: ObjectStore, path: str) -> dv.Positions:
+    """Read a deletion vector from the store, bypassing the cache."""
+    store_uri = store.uri
     try:
         data = store.read_bytes(path)
     except FileNotFoundError as exc:
@@ -95,10 +107,10 @@ def apply(
     deletes: Mapping[str, dv.Positions],
     removes: set[str],
     added: pa.Table | None,
-) -> tuple[pa.Table, int]:
+) -> tuple[pa.Table, list[str], int]:
     """A new manifest: `base` minus removed files, plus deletions merged into deletion vectors, plus added.
 
-    Returns the table and the bytes of deletion vectors written. Files whose rows are all deleted drop out.
+    Returns the table, the deletion vectors written and their bytes. Files whose rows are all deleted drop out.
     """
     rows = base.to_pylist()
     index = {r["path"]: i for i, r in enumerate(rows)}
@@ -106,6 +118,7 @@ def apply(
     if missing:
         raise CorruptDatasetError(f"deletions target files not in the snapshot: {missing[:5]}")
     written = 0
+    dv_paths: list[str] = []
     drop: set[str] = set(removes)
     for path, positions in deletes.items():
         if len(positions) == 0:
@@ -118,13 +131,14 @@ def apply(
         data = dv.encode(merged)
         dv_path = f"{DV_DIR}/{uuid.uuid4().hex}.dv"
         store.write_bytes(dv_path, data)
+        dv_paths.append(dv_path)
         written += len(data)
         rows[index[path]] = {**row, "dv": dv_path, "dv_bytes": len(data), "deleted": len(merged)}
     kept = [r for r in rows if r["path"] not in drop]
     table = pa.Table.from_pylist(kept, schema=base.schema)
     if added is not None and added.num_rows:
         table = pa.concat_tables([table, added.select(base.schema.names).cast(base.schema)])
-    return table, written
+    return table, dv_paths, written
 
 
 def live_rows(table: pa.Table) -> int:

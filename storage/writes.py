@@ -102,13 +102,16 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str, dele
     added: list[dict[str, Any]] = []
     change_parts: list[pa.Table] = []
     deletes: dict[str, list[Positions]] = defaultdict(list)
+    conflicts: list[Any] = []
     try:
         for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
             keys = chunk.select(pks)
             _refuse_duplicates(ctx, keys)
             hits = locate(snap, keys)
-            if mode in ("append", "insert") and hits.num_rows:
-                raise PrimaryKeyConflictError(ctx.name, key_values(hits.select(pks)))
+            if mode in ("append", "insert") and (hits.num_rows or conflicts):
+                # Keep reading (without writing) so the error names every existing key, not one chunk's.
+                conflicts += key_values(hits.select(pks))
+                continue
             row = ctx.write_data(chunk)
             prep.written.append(row["path"])
             faults.checkpoint("write.after_data_file")
@@ -117,6 +120,8 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str, dele
             change_parts.append(_row_changes(keys, hits, row["path"]))
             for path, pos in group_positions(hits).items():
                 deletes[path].append(pos)
+        if conflicts:
+            raise PrimaryKeyConflictError(ctx.name, conflicts)
         if len(seen) > 1:  # each chunk was checked alone; keys may still repeat across chunks
             _refuse_duplicates(ctx, pa.concat_tables(seen))
         if delete_keys is not None:

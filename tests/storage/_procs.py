@@ -1,0 +1,109 @@
+"""Entry points of the child processes the storage tests spawn.
+
+They live at module level in a plain module so the "spawn" start method can pickle them by name; each
+child opens its own Catalog, so it shares no cache or handle with the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+from _model import Layout, Row
+
+from storage import Catalog, CommitConflictError, faults
+
+CONFLICT = "conflict"
+BARRIER_TIMEOUT = 60  # seconds; if a sibling died, fail instead of waiting for it forever
+
+
+@dataclass(frozen=True)
+class CommitReport:
+    """What one commit of a concurrent writer did: the snapshot id, CONFLICT, or an unexpected error."""
+
+    worker: int
+    seq: int
+    operation: str
+    rows: list[Row]
+    outcome: int | str
+    count_at_snapshot: int | None = None  # ds.count(version=outcome), read back right after committing
+
+
+def append_rows(worker: int, seq: int, per_commit: int) -> list[Row]:
+    """Rows with keys no other commit uses (worker and sequence number are encoded in the id)."""
+    base = 1_000_000 * (worker + 1) + 1_000 * seq
+    return [{"id": base + j, "label": f"w{worker}", "score": seq} for j in range(per_commit)]
+
+
+def concurrent_writer(
+    root: str,
+    name: str,
+    layout: Layout,
+    worker: int,
+    commits: int,
+    shared_keys: list[int],
+    barrier: Barrier,
+    out: Queue[list[CommitReport]],
+) -> None:
+    """Alternate appends of unique keys with upserts of keys every worker upserts, reporting each commit."""
+    ds = Catalog(root).dataset(name)
+    rng = random.Random(worker)
+    reports: list[CommitReport] = []
+    barrier.wait(timeout=BARRIER_TIMEOUT)  # start together so the commits really race
+    for seq in range(commits):
+        if seq % 2 == 0:
+            operation, rows = "append", append_rows(worker, seq, 3)
+        else:
+            keys = sorted(rng.sample(shared_keys, 2))
+            operation, rows = "upsert", [{"id": k, "label": f"w{worker}s{seq}", "score": seq} for k in keys]
+        count = None
+        try:
+            outcome: int | str = getattr(ds, operation)(layout.table(rows)).id
+            count = ds.count(version=outcome)
+        except CommitConflictError:
+            outcome = CONFLICT
+        except Exception as exc:  # reported, not raised: the test asserts there are none
+            outcome = f"{type(exc).__name__}: {exc}"
+        reports.append(CommitReport(worker, seq, operation, rows, outcome, count))
+    out.put(reports)
+
+
+def idempotent_writer(
+    root: str,
+    name: str,
+    layout: Layout,
+    worker: int,
+    batches: list[list[Row]],
+    barrier: Barrier,
+    out: Queue[tuple[int, list[int | str]]],
+) -> None:
+    """Commit every batch with the same idempotency key as the other workers, all at the same moment."""
+    ds = Catalog(root).dataset(name)
+    ids: list[int | str] = []
+    for i, rows in enumerate(batches):
+        barrier.wait(timeout=BARRIER_TIMEOUT)
+        try:
+            ids.append(ds.append(layout.table(rows), idempotency_key=f"batch-{i}").id)
+        except Exception as exc:
+            ids.append(f"{type(exc).__name__}: {exc}")
+    out.put((worker, ids))
+
+
+def crash_writer(root: str, name: str, layout: Layout, step: str, operation: str, payload: Any) -> None:
+    """Run one write and SIGKILL this process when the commit reaches `step`: no cleanup code can run."""
+
+    def die_at(reached: str) -> None:
+        if reached == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    ds = Catalog(root).dataset(name)
+    faults.set_hook(die_at)
+    if operation == "delete":
+        ds.delete(keys=payload)
+    else:
+        getattr(ds, operation)(layout.table(payload))
