@@ -31,6 +31,14 @@ RECORD_FILE = "_lh_rec_file"
 RECORD_POS = "_lh_rec_pos"
 ADDRESS_FIELDS = [pa.field(RECORD_FILE, pa.string()), pa.field(RECORD_POS, pa.int64())]
 
+# Fork safety: riegeli (under ArrayRecord) recycles zstd contexts through a process-wide background thread,
+# and ArrayRecord's thread pools are process-wide too; none of them survive fork(). A process forked after
+# using them (a DataLoader worker, a multiprocessing pool) segfaults or hangs in its first ArrayRecord call.
+# So records are written uncompressed (row-wise blobs, such as images, audio and tensors, rarely compress,
+# and reads get cheaper) and no writer or reader uses a thread pool; RecordReader reads files in parallel.
+_WRITER_OPTIONS = "max_parallelism:1,uncompressed"
+_READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"
+
 _NULL, _RAW, _IPC = 0, 1, 2
 _SLOT = struct.Struct("<BQ")
 
@@ -67,31 +75,32 @@ def encode_rows(table: pa.Table) -> list[bytes | None]:
     return out
 
 
+def decode_values(record: bytes | None, schema: pa.Schema) -> list[Any]:
+    """Python values of one framed record, one per field of `schema` (all None when `record` is None)."""
+    if record is None:
+        return [None] * len(schema)
+    values: list[Any] = []
+    offset = _SLOT.size * len(schema)
+    for j, field in enumerate(schema):
+        kind, size = _SLOT.unpack_from(record, j * _SLOT.size)
+        payload = record[offset : offset + size]
+        offset += size
+        if kind == _NULL:
+            values.append(None)
+        elif kind == _RAW:
+            values.append(
+                payload.decode() if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) else payload
+            )
+        else:
+            batch = pa.ipc.read_record_batch(pa.py_buffer(payload), pa.schema([pa.field("v", field.type)]))
+            values.append(batch.column(0)[0].as_py())
+    return values
+
+
 def decode_rows(records: Sequence[bytes | None], schema: pa.Schema) -> list[pa.Array]:
     """Columns of record-field values from framed records (None = all fields null)."""
-    values: list[list[Any]] = [[] for _ in schema]
-    for rec in records:
-        if rec is None:
-            for v in values:
-                v.append(None)
-            continue
-        offset = _SLOT.size * len(schema)
-        for j, field in enumerate(schema):
-            kind, size = _SLOT.unpack_from(rec, j * _SLOT.size)
-            payload = rec[offset : offset + size]
-            offset += size
-            if kind == _NULL:
-                values[j].append(None)
-            elif kind == _RAW:
-                values[j].append(
-                    payload.decode()
-                    if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
-                    else payload
-                )
-            else:
-                batch = pa.ipc.read_record_batch(pa.py_buffer(payload), pa.schema([pa.field("v", field.type)]))
-                values[j].append(batch.column(0)[0].as_py())
-    return [pa.array(v, f.type) for v, f in zip(values, schema, strict=True)]
+    rows = [decode_values(rec, schema) for rec in records]
+    return [pa.array([row[j] for row in rows], f.type) for j, f in enumerate(schema)]
 
 
 def write_records(
@@ -110,7 +119,7 @@ def write_records(
         fd, tmp = tempfile.mkstemp(suffix=".array_record")
         os.close(fd)
         try:
-            writer = ArrayRecordWriter(tmp, f"group_size:{group_size}")
+            writer = ArrayRecordWriter(tmp, f"group_size:{group_size},{_WRITER_OPTIONS}")
             size = pos = 0
             while i < len(encoded) and (size < max_file_bytes or pos == 0):
                 rec = encoded[i]
@@ -176,7 +185,9 @@ class RecordReader:
                 self._readers.move_to_end(path)
                 return reader
         try:
-            reader = ArrayRecordReader(self._local(path), "readahead_buffer_size:0")
+            # No ArrayRecord thread pool (max_parallelism:0): its pool does not survive fork(), and a
+            # DataLoader worker forked after the parent read records would hang or crash on its first read.
+            reader = ArrayRecordReader(self._local(path), _READER_OPTIONS)
         except (RuntimeError, OSError, FileNotFoundError) as exc:
             raise CorruptDatasetError(
                 f"{self._store.uri}/{path}: record file is missing or unreadable ({exc})"
@@ -186,6 +197,11 @@ class RecordReader:
             while len(self._readers) > 64:
                 self._readers.popitem(last=False)
         return reader
+
+    def read_one(self, path: str, position: int) -> bytes:
+        """The record at one address (the fast path for single-row random access)."""
+        record: bytes = self._reader(path).read([position])[0]
+        return record
 
     def read(self, files: pa.Array | pa.ChunkedArray, positions: pa.Array | pa.ChunkedArray) -> list[bytes | None]:
         """The records at the given addresses, in order (None where the address is null)."""

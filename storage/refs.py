@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import TagExistsError
 from .formats import FORMAT_VERSION, REFS_DIR, check_format_version, decode_json, encode_json, utcnow
-from .io import ObjectStore
+from .io import ObjectStore, put_once
 from .naming import check_name
 
 
@@ -39,7 +39,7 @@ class Tags:
 
     def _append(self, name: str, body: dict[str, Any], expect_seq: int) -> bool:
         record = {"format_version": FORMAT_VERSION, "at": utcnow().isoformat(), **body}
-        return self._store.put_if_absent(f"{self._dir(name)}/{expect_seq + 1:010d}.json", encode_json(record))
+        return put_once(self._store, f"{self._dir(name)}/{expect_seq + 1:010d}.json", encode_json(record))
 
     def set(self, name: str, snapshot_id: int, force: bool = False) -> None:
         """Point `name` at a snapshot; an existing tag is only moved with force=True."""

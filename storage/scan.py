@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ import pyarrow.dataset as pads
 from . import manifest as mf
 from . import stats
 from .datafiles import Layout
-from .errors import InvalidInputError
+from .errors import CorruptDatasetError, InvalidInputError
 from .formats import POS_COLUMN
 from .io import ObjectStore
 
@@ -40,11 +41,32 @@ class SnapshotFiles:
         return self.layout.physical_schema
 
 
+def content_key(snap: SnapshotFiles) -> str:
+    """A name for a snapshot's content, for caches: data files and deletion vectors are never renamed or reused."""
+    digest = hashlib.sha256(snap.store.uri.encode())
+    for row in snap.manifest.select(["path", "dv"]).to_pylist():
+        digest.update(f"\n{row['path']}:{row['dv']}".encode())
+    return digest.hexdigest()[:32]
+
+
 _FORMAT = pads.ParquetFileFormat()
+
+
+def check_filter(snap: SnapshotFiles, filter: pc.Expression | None) -> None:
+    """Refuse a filter naming unknown columns even when there is no file to read it against."""
+    if filter is None:
+        return
+    try:
+        snap.physical_schema.empty_table().filter(filter)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(
+            f"filter {filter} cannot apply to columns {snap.schema.names} (record fields cannot be filtered): {exc}"
+        ) from exc
 
 
 def _selected(snap: SnapshotFiles, filter: pc.Expression | None) -> list[tuple[dict[str, Any], pads.Fragment]]:
     """Manifest rows and Arrow fragments of the files a filter may match."""
+    check_filter(snap, filter)
     fs, root = snap.store.arrow_fs()
     rows = snap.manifest.to_pylist()
     if not rows:
@@ -102,6 +124,11 @@ def file_batches(
                 if batch.num_rows:
                     resolved = snap.layout.resolve(pa.Table.from_batches([batch]), columns).combine_chunks()
                     yield row["path"], resolved.to_batches()[0]
+        except FileNotFoundError as exc:
+            raise CorruptDatasetError(
+                f"{snap.store.uri}/{row['path']}: data file is missing; run ds.validate() and restore it or an "
+                "earlier snapshot"
+            ) from exc
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise InvalidInputError(f"cannot read {columns} with filter {filter}: {exc}") from exc
 

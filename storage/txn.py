@@ -167,7 +167,7 @@ def commit(
                 return entry
             _backoff(attempt)
     except BaseException:
-        if ctx.log.find(commit_id=commit_id) is None:
+        if not _may_have_landed(ctx, commit_id):
             _discard(ctx, prep)
         raise
     _discard(ctx, prep)
@@ -187,10 +187,11 @@ def _publish(
     message: str | None,
     properties: dict[str, str] | None,
 ) -> LogEntry | None:
+    dv_paths: list[str] = []
     if prep.replace_manifest is not None:
         table, dv_bytes = prep.replace_manifest, 0
     else:
-        table, dv_bytes = mf.apply(
+        table, dv_paths, dv_bytes = mf.apply(
             ctx.store, ctx.manifest(head), deletes=prep.deletes, removes=prep.removes, added=prep.added
         )
     manifest_path = mf.write(ctx.store, table)
@@ -216,16 +217,36 @@ def _publish(
         created = ctx.log.try_append(entry)
     except Exception:
         # The put may have landed before the error (a lost response): look for our own commit id.
-        ctx.log.refresh()
-        found = ctx.log.find(commit_id=commit_id)
+        found = _own_commit(ctx, commit_id)
         if found is not None:
             return found
         raise
     if created:
         faults.checkpoint("commit.after_log")
         return entry
-    ctx.store.delete(manifest_path)
+    for path in [manifest_path, *dv_paths]:  # this attempt lost the race: its manifest and vectors are garbage
+        ctx.store.delete(path)
     return None
+
+
+def _may_have_landed(ctx: DatasetContext, commit_id: str) -> bool:
+    """Whether a failed commit's entry may exist: it is in the log, or the log cannot be read to tell.
+
+    Only a commit known not to have landed may discard its files; otherwise they stay (vacuum() removes
+    them if it did not land), since deleting them would break the snapshot of a put whose response was lost.
+    """
+    if ctx.log.find(commit_id=commit_id) is not None:
+        return True
+    try:
+        return _own_commit(ctx, commit_id) is not None
+    except Exception:
+        return True
+
+
+def _own_commit(ctx: DatasetContext, commit_id: str) -> LogEntry | None:
+    """The log entry this commit attempt created, if a put whose outcome looked like a failure landed."""
+    ctx.log.refresh()
+    return ctx.log.find(commit_id=commit_id)
 
 
 def _discard(ctx: DatasetContext, prep: Prepared) -> None:

@@ -82,6 +82,11 @@ class S3Store:
     def uri(self) -> str:
         return f"s3://{join(self._bucket, self._prefix)}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # boto3 clients do not pickle: a copy sent to another process (a DataLoader worker, a Ray task)
+        # opens its own from the same URI and options.
+        return (_reopen, (self.uri, self._options))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, S3Store) and other.uri == self.uri
 
@@ -170,3 +175,8 @@ class S3Store:
 
     def arrow_fs(self) -> tuple[pafs.FileSystem, str]:
         return self._arrow, join(self._bucket, self._prefix)
+
+
+def _reopen(uri: str, options: dict[str, Any]) -> S3Store:
+    """Unpickle an S3Store."""
+    return S3Store.from_uri(uri, **options)
