@@ -4,6 +4,7 @@ Never imports Prefect, checks, tasks or flows.
 """
 
 from .catalog import Catalog
+from .context import RecordCacheOptions
 from .datafiles import WriteOptions
 from .dataset import Dataset
 from .errors import (
@@ -41,6 +42,7 @@ __all__ = [
     "MaterializedView",
     "MergeConflictError",
     "PrimaryKeyConflictError",
+    "RecordCacheOptions",
     "RefreshInProgressError",
     "RefreshStats",
     "SchemaMismatchError",

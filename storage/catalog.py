@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
+from . import convert
 from . import manifest as mf
-from .context import DatasetContext, DatasetMeta
+from . import sql as sql_engine
+from .context import DatasetContext, DatasetMeta, RecordCacheOptions
 from .datafiles import WriteOptions
 from .dataset import DEFAULT_BRANCH, Dataset
 from .errors import DatasetExistsError, DatasetNotFoundError, InvalidInputError, SchemaMismatchError
@@ -24,7 +26,7 @@ from .formats import (
     encode_json,
     utcnow,
 )
-from .io import ObjectStore, open_store
+from .io import ObjectStore, StoreWrapper, open_store, put_once
 from .log import LogEntry
 from .naming import check_name
 from .vector_index import VectorIndex
@@ -93,10 +95,26 @@ def check_definition(schema: Any, primary_keys: Sequence[str], record_fields: Se
 class Catalog:
     """Datasets by name under one root: a local directory or `s3://bucket/prefix`."""
 
-    def __init__(self, uri: str | os.PathLike[str] = "./lakehouse", **storage_options: Any) -> None:
+    def __init__(
+        self,
+        uri: str | os.PathLike[str] = "./lakehouse",
+        *,
+        wrap_store: StoreWrapper | None = None,
+        record_cache: RecordCacheOptions | None = None,
+        **storage_options: Any,
+    ) -> None:
+        """Open the catalog at `uri`; `storage_options` configure S3 (endpoint_url, region, keys).
+
+        `record_cache` bounds the local cache of record files read from S3 (directory, max_bytes).
+        `wrap_store` is applied to the root store once; every dataset, view and index store derives from
+        the wrapped one through child(), so the wrapper sees every request (tests inject faults this way).
+        It is not part of spec(): processes that reopen the catalog (Ray workers) get the plain store.
+        """
         self._uri = os.fspath(uri)
         self._options = dict(storage_options)
-        self._store: ObjectStore = open_store(self._uri, **storage_options)
+        self._record_cache = record_cache
+        store = open_store(self._uri, **storage_options)
+        self._store: ObjectStore = store if wrap_store is None else wrap_store(store)
         self._open: dict[str, DatasetContext] = {}
         self._lock = threading.Lock()
         self._check_catalog_file()
@@ -141,8 +159,8 @@ class Catalog:
         check_definition(schema, primary_keys, record_fields)
         store = self._store.child(name)
         meta = DatasetMeta(schema, list(primary_keys), record_fields, utcnow(), options or WriteOptions())
-        self._store.put_if_absent(CATALOG_FILE, encode_json({"format_version": FORMAT_VERSION}))
-        if not store.put_if_absent(META_FILE, meta.to_json()):
+        put_once(self._store, CATALOG_FILE, encode_json({"format_version": FORMAT_VERSION}))
+        if not put_once(store, META_FILE, meta.to_json()):
             if exist_ok:
                 existing = self.dataset(name)
                 if not existing.schema.equals(schema) or existing.primary_keys != list(primary_keys):
@@ -151,7 +169,7 @@ class Catalog:
                     )
                 return existing
             raise DatasetExistsError(f"dataset {name!r} already exists in {self.uri}; open it with cat.dataset()")
-        ctx = DatasetContext(name, store, meta)
+        ctx = DatasetContext(name, store, meta, self._record_cache)
         empty = mf.write(store, mf.empty(ctx.manifest_schema))
         first = LogEntry(
             snapshot_id=0,
@@ -178,7 +196,7 @@ class Catalog:
             ctx = self._open.get(name)
         if ctx is None:
             try:
-                ctx = DatasetContext.open(name, self._store.child(name))
+                ctx = DatasetContext.open(name, self._store.child(name), self._record_cache)
             except FileNotFoundError as exc:
                 raise DatasetNotFoundError(
                     f"no dataset {name!r} in {self.uri}; datasets here: {self.datasets()}"
@@ -206,6 +224,40 @@ class Catalog:
             self._open.pop(name, None)
         for info in store.list_files():
             store.delete(info.path)
+
+    # ----- SQL and imports ----------------------------------------------------------------------------
+
+    def sql(self, query: str, versions: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a DuckDB query over the catalog's datasets and materialized views, each a view under its name.
+
+        Each is read at its `main` head unless `versions` pins it ({name: snapshot id, tag, branch or
+        datetime}). Record fields are not exposed.
+        """
+        return sql_engine.catalog_query(self, query, dict(versions or {}))
+
+    def from_huggingface(
+        self,
+        name: str,
+        hf_dataset: Any,
+        primary_keys: Sequence[str],
+        record_fields: Sequence[str] | None = None,
+        *,
+        options: WriteOptions | None = None,
+    ) -> Dataset:
+        """Create dataset `name` from a `datasets.Dataset`, streamed in batches into one snapshot (needs [hf])."""
+        return convert.from_huggingface(self, name, hf_dataset, primary_keys, record_fields, options)
+
+    def from_parquet(
+        self,
+        name: str,
+        directory: str | os.PathLike[str],
+        primary_keys: Sequence[str],
+        record_fields: Sequence[str] | None = None,
+        *,
+        options: WriteOptions | None = None,
+    ) -> Dataset:
+        """Create dataset `name` from the Parquet files under `directory`, streamed into one snapshot."""
+        return convert.from_parquet(self, name, directory, primary_keys, record_fields, options)
 
     # ----- views --------------------------------------------------------------------------------------
 

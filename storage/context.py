@@ -70,10 +70,20 @@ class DatasetMeta:
             raise CorruptDatasetError(f"{where}: dataset metadata is malformed ({exc})") from exc
 
 
+@dataclass(frozen=True)
+class RecordCacheOptions:
+    """Where record files of remote catalogs are cached locally, and how many bytes the cache may hold."""
+
+    directory: str | None = None  # default: <tmp>/labelhouse-records
+    max_bytes: int = 2 << 30
+
+
 class DatasetContext:
     """Shared state of one open dataset; every branch handle of it uses the same context (and caches)."""
 
-    def __init__(self, name: str, store: ObjectStore, meta: DatasetMeta) -> None:
+    def __init__(
+        self, name: str, store: ObjectStore, meta: DatasetMeta, cache: RecordCacheOptions | None = None
+    ) -> None:
         self.name = name
         self.store = store
         self.meta = meta
@@ -81,13 +91,16 @@ class DatasetContext:
         self.tags = Tags(store)
         self.stat_fields = stat_fields(meta.schema, set(meta.record_fields))
         self.manifest_schema = mf.manifest_schema(meta.schema, meta.record_fields)
-        self.layout = Layout(meta.schema, tuple(meta.record_fields), RecordReader(store))
+        cache = cache or RecordCacheOptions()
+        self.layout = Layout(
+            meta.schema, tuple(meta.record_fields), RecordReader(store, cache.directory, cache.max_bytes)
+        )
 
     @staticmethod
-    def open(name: str, store: ObjectStore) -> DatasetContext:
+    def open(name: str, store: ObjectStore, cache: RecordCacheOptions | None = None) -> DatasetContext:
         """Read a dataset's metadata; FileNotFoundError if there is none."""
         meta = DatasetMeta.from_json(store.read_bytes(META_FILE), f"{store.uri}/{META_FILE}")
-        return DatasetContext(name, store, meta)
+        return DatasetContext(name, store, meta, cache)
 
     @property
     def key_schema(self) -> pa.Schema:

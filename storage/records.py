@@ -157,41 +157,57 @@ class RecordReader:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def _local(self, path: str) -> str:
-        local = self._store.local_path(path)
-        if local is not None:
-            return local
+    def _cache_path(self, path: str) -> tuple[str, str]:
         cache = self._cache_dir or os.path.join(tempfile.gettempdir(), "labelhouse-records")
         target = os.path.join(cache, self._store.uri.replace("://", "_").replace("/", "_"), path.replace("/", "_"))
+        return cache, target
+
+    def _download(self, path: str, target: str) -> None:
         expected = self._store.size(path)
-        if not os.path.exists(target) or os.path.getsize(target) != expected:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.{uuid.uuid4().hex}.part"
+        if os.path.exists(target) and os.path.getsize(target) == expected:
+            os.utime(target)  # recently used: evicted last
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.{uuid.uuid4().hex}.part"
+        try:
             with open(tmp, "wb") as f:
                 f.write(self._store.read_bytes(path))
             if os.path.getsize(tmp) != expected:
-                os.unlink(tmp)
                 raise CorruptDatasetError(f"{self._store.uri}/{path}: downloaded record file has the wrong size")
             os.replace(tmp, target)
-            _trim(cache, self._cache_bytes)
-        return target
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
-    def _reader(self, path: str) -> Any:
+    def _open(self, path: str) -> Any:
         from array_record.python.array_record_module import ArrayRecordReader
 
+        # No ArrayRecord thread pool (max_parallelism:0): its pool does not survive fork(), and a
+        # DataLoader worker forked after the parent read records would hang or crash on its first read.
+        local = self._store.local_path(path)
+        try:
+            if local is not None:
+                return ArrayRecordReader(local, _READER_OPTIONS)
+            cache, target = self._cache_path(path)
+            self._download(path, target)
+            # Open and evict under one lock: an open reader keeps its file readable after eviction unlinks
+            # it, so parallel downloads (and files bigger than the cache) never lose a file before use.
+            with _CACHE_LOCK:
+                reader = ArrayRecordReader(target, _READER_OPTIONS)
+                _trim(cache, self._cache_bytes)
+            return reader
+        except (RuntimeError, OSError) as exc:
+            raise CorruptDatasetError(
+                f"{self._store.uri}/{path}: record file is missing or unreadable ({exc})"
+            ) from exc
+
+    def _reader(self, path: str) -> Any:
         with self._lock:
             reader = self._readers.get(path)
             if reader is not None:
                 self._readers.move_to_end(path)
                 return reader
-        try:
-            # No ArrayRecord thread pool (max_parallelism:0): its pool does not survive fork(), and a
-            # DataLoader worker forked after the parent read records would hang or crash on its first read.
-            reader = ArrayRecordReader(self._local(path), _READER_OPTIONS)
-        except (RuntimeError, OSError, FileNotFoundError) as exc:
-            raise CorruptDatasetError(
-                f"{self._store.uri}/{path}: record file is missing or unreadable ({exc})"
-            ) from exc
+        reader = self._open(path)
         with self._lock:
             self._readers[path] = reader
             while len(self._readers) > 64:
@@ -228,11 +244,16 @@ class RecordReader:
         return out
 
 
+_CACHE_LOCK = threading.Lock()
+
+
 def _trim(cache: str, limit: int) -> None:
-    """Evict least recently modified cached files until the cache fits `limit` bytes."""
+    """Evict least recently used cached files until the cache fits `limit` bytes (downloads in flight stay)."""
     entries = []
     for dirpath, _dirs, names in os.walk(cache):
         for n in names:
+            if n.endswith(".part"):
+                continue
             full = os.path.join(dirpath, n)
             try:
                 st = os.stat(full)
