@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import compaction, history, maintenance, merge, scan, versions, writes
+from . import access, compaction, convert, history, maintenance, merge, scan, versions, writes
 from .context import DatasetContext
 from .errors import BranchExistsError, CommitConflictError, InvalidInputError, VersionNotFoundError
 from .formats import encode_json, utcnow
@@ -18,6 +18,7 @@ from .inputs import key_table
 from .log import BRANCH_CREATE, BRANCH_DELETE, LogEntry
 from .naming import check_name
 from .snapshot import Snapshot
+from .sql import query as run_sql
 from .txn import Prepared, commit
 from .views.view import View
 
@@ -272,6 +273,46 @@ class Dataset:
         pairs = found_idx.join(order, keys=self.primary_keys, join_type="inner").sort_by("_lh_order")
         return found.take(pairs.column("_lh_found")).select(cols).cast(schema)
 
+    # ----- training and analytics ---------------------------------------------------------------------
+    # Each of these resolves `version` once and reads that snapshot only. Their `columns` default to every
+    # column, record fields included: training and exports want the blobs.
+
+    def _pinned(self, version: Any) -> tuple[int, scan.SnapshotFiles]:
+        entry = versions.resolve(self._ctx, self._branch, version)
+        return entry.snapshot_id, self._ctx.files(entry)
+
+    def random_access(
+        self,
+        columns: Sequence[str] | None = None,
+        version: Any = None,
+        cache_bytes: int = access.DEFAULT_CACHE_BYTES,
+    ) -> access.RandomAccess:
+        """Rows of a version by index: len(), [i] and __getitems__([i, ...]) give dicts, in a stable order.
+
+        A PyTorch map-style dataset and a Grain data source as is, and picklable for worker processes.
+        `cache_bytes` bounds the Parquet row groups of index columns kept in memory per process.
+        """
+        cols = self.schema.names if columns is None else self._columns(columns)
+        snapshot_id, snap = self._pinned(version)
+        return access.random_access(snap, snapshot_id, cols, cache_bytes)
+
+    def sql(self, query: str, version: Any = None) -> pa.Table:
+        """Run a DuckDB query that reads this dataset under its name (record fields are not exposed)."""
+        return run_sql({self.name: self._pinned(version)[1]}, query)
+
+    def to_huggingface(self, version: Any = None, cache_dir: str | None = None) -> Any:
+        """A `datasets.Dataset` of a version, blobs included, memory-mapped from a cache file (needs [hf])."""
+        return convert.to_huggingface(self._pinned(version)[1], cache_dir)
+
+    def to_ray(self, version: Any = None, columns: Sequence[str] | None = None) -> Any:
+        """A `ray.data.Dataset` of a version, read in parallel, one task per data file (needs [ray])."""
+        cols = self.schema.names if columns is None else self._columns(columns)
+        return convert.to_ray(self._pinned(version)[1], cols)
+
+    def to_torch(self, columns: Sequence[str] | None = None, version: Any = None, transform: Any = None) -> Any:
+        """A `torch.utils.data.Dataset` over random_access(), each row passed through `transform` (needs [torch])."""
+        return convert.to_torch(self.random_access(columns, version), transform)
+
     # ----- versions -----------------------------------------------------------------------------------
 
     def versions(self) -> pa.Table:
@@ -378,6 +419,7 @@ class Dataset:
             raise InvalidInputError(f"the {DEFAULT_BRANCH!r} branch cannot be deleted")
         ctx = self._ctx
         while True:
+            ctx.log.refresh()  # a fresh handle has read no log yet; after a lost race, read the winner
             head = versions.branch_head(ctx, check_name(name, "branch"))
             entry = LogEntry(
                 snapshot_id=ctx.log.head + 1,
@@ -389,7 +431,6 @@ class Dataset:
             )
             if ctx.log.try_append(entry):
                 return
-            ctx.log.refresh()
 
     def merge(
         self, source: str, strategy: Literal["ours", "theirs"] | None = None, message: str | None = None
@@ -461,7 +502,7 @@ class Dataset:
         """Every state of one row on this branch, newest first: `_snapshot_id`, `_committed_at`,
         `_change_type` (insert/update/delete; a delete shows the row as it was), `_message`, `_properties`
         and the row's columns. Reads only change logs and the data files that held the key."""
-        head = versions.branch_head(self._ctx, self._branch)
+        head = versions.resolve(self._ctx, self._branch, None)  # refreshes the log first
         return history.history(self._ctx, head, key, self._columns(columns))
 
     # ----- maintenance --------------------------------------------------------------------------------
@@ -476,6 +517,7 @@ class Dataset:
         Returns the new snapshot, or the current head when nothing needed compacting.
         """
         ctx = self._ctx
+        ctx.log.refresh()  # a freshly opened handle has read no log yet; a long-lived one may be behind
         base = versions.branch_head(ctx, self._branch)
         prep = compaction.prepare_compact(ctx, base, target_rows, max_deleted_fraction)
         if prep is None:
