@@ -146,6 +146,31 @@ class Dataset:
             properties,
         )
 
+    def write_files(self, data: Any) -> list[dict[str, Any]]:
+        """Write data (and record) files for `data` WITHOUT committing: for parallel writers such as Ray
+        workers. Pass the returned descriptions (picklable dicts) to commit_files() in one driver."""
+        return writes.write_files(self._ctx, data)
+
+    def commit_files(
+        self,
+        files: Sequence[dict[str, Any]],
+        mode: Literal["append", "insert", "upsert"] = "upsert",
+        idempotency_key: str | None = None,
+        message: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """Commit files from write_files() (possibly from many processes) as ONE snapshot, with the same key
+        checks as append/insert/upsert. Files of a commit that does not land are removed by vacuum()."""
+        if mode not in ("append", "insert", "upsert"):
+            raise InvalidInputError(f"mode must be 'append', 'insert' or 'upsert', got {mode!r}")
+        staged = [dict(f) for f in files]
+        return self._write(
+            lambda base: writes.prepare_rows(self._ctx, base, None, mode, staged=staged),
+            idempotency_key,
+            message,
+            properties,
+        )
+
     def apply_changes(
         self,
         upserts: Any = None,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from . import changes as ch
 from . import faults
@@ -16,7 +17,7 @@ from .changes import change_counts
 from .context import DatasetContext
 from .dv import Positions
 from .errors import InvalidInputError, PrimaryKeyConflictError
-from .formats import POS_COLUMN
+from .formats import DATA_DIR, POS_COLUMN
 from .inputs import conform, duplicate_keys, iter_tables, key_table, key_values, rechunk
 from .log import LogEntry
 from .scan import FILE_COLUMN, locate, locations
@@ -90,10 +91,38 @@ def _minus(keys: pa.Table, seen: list[pa.Table]) -> pa.Table:
     return joined.filter(pc.is_null(joined.column("_lh_seen"))).select(names)
 
 
-def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str, delete_keys: Any = None) -> Prepared:
+def _pieces(
+    ctx: DatasetContext, data: Any, staged: list[dict[str, Any]] | None
+) -> Iterator[tuple[pa.Table, pa.Table | None, dict[str, Any]]]:
+    """(keys, rows to write, None) per input chunk, or (keys, None, manifest row) per staged data file."""
+    pks = ctx.meta.primary_keys
+    if staged is None:
+        for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
+            yield chunk.select(pks), chunk, {}
+        return
+    fs, root = ctx.store.arrow_fs()
+    for row in staged:
+        path = str(row.get("path", ""))
+        if not path.startswith(f"{DATA_DIR}/") or not ctx.store.exists(path):
+            raise InvalidInputError(
+                f"staged file {path!r} is not a data file of dataset {ctx.name!r}; write it with ds.write_files()"
+            )
+        keys = pq.read_table(f"{root}/{path}", columns=pks, filesystem=fs)
+        yield conform(keys, ctx.key_schema, pks), None, row
+
+
+def prepare_rows(
+    ctx: DatasetContext,
+    base: LogEntry,
+    data: Any,
+    mode: str,
+    delete_keys: Any = None,
+    staged: list[dict[str, Any]] | None = None,
+) -> Prepared:
     """Write the data files of an append, insert or upsert and describe the commit.
 
     With `delete_keys` (mode "apply"), the same commit also deletes those keys (keys also upserted win).
+    With `staged` (files from write_files(), e.g. written by Ray workers), nothing is written but the log.
     """
     snap = ctx.files(base)
     pks = ctx.meta.primary_keys
@@ -104,17 +133,19 @@ def prepare_rows(ctx: DatasetContext, base: LogEntry, data: Any, mode: str, dele
     deletes: dict[str, list[Positions]] = defaultdict(list)
     conflicts: list[Any] = []
     try:
-        for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
-            keys = chunk.select(pks)
+        for keys, chunk, staged_row in _pieces(ctx, data, staged):
             _refuse_duplicates(ctx, keys)
             hits = locate(snap, keys)
             if mode in ("append", "insert") and (hits.num_rows or conflicts):
                 # Keep reading (without writing) so the error names every existing key, not one chunk's.
                 conflicts += key_values(hits.select(pks))
                 continue
-            row = ctx.write_data(chunk)
-            prep.written.append(row["path"])
-            faults.checkpoint("write.after_data_file")
+            if chunk is not None:
+                row = ctx.write_data(chunk)
+                prep.written.append(row["path"])
+                faults.checkpoint("write.after_data_file")
+            else:
+                row = staged_row
             added.append(row)
             seen.append(keys)
             change_parts.append(_row_changes(keys, hits, row["path"]))
@@ -228,3 +259,12 @@ def _again(ctx: DatasetContext, stale: str, prepare: Callable[[], Prepared]) -> 
     """Discard a stale change log and prepare the operation again against a new head."""
     ctx.store.delete(stale)
     return prepare()
+
+
+def write_files(ctx: DatasetContext, data: Any) -> list[dict[str, Any]]:
+    """Write data files for `data` without committing them; returns their manifest rows."""
+    rows = []
+    for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
+        _refuse_duplicates(ctx, chunk.select(ctx.meta.primary_keys))
+        rows.append(ctx.write_data(chunk))
+    return rows

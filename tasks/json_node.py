@@ -16,7 +16,8 @@ from typing import Any
 from .errors import SourceFormatError
 
 
-def _escape(token: str | int) -> str:
+def escape_token(token: str | int) -> str:
+    """A JSON pointer reference token (RFC 6901): `~` and `/` escaped."""
     return str(token).replace("~", "~0").replace("/", "~1")
 
 
@@ -53,7 +54,7 @@ class Node:
             )
         else:
             value = self.value.get(key) if isinstance(self.value, dict) else None
-        return Node(value, f"{self.pointer}/{_escape(key)}", self.where)
+        return Node(value, f"{self.pointer}/{escape_token(key)}", self.where)
 
     def is_null(self) -> bool:
         return self.value is None

@@ -107,7 +107,7 @@ def _record_rejects(
         key = f"{idempotency_key}:rejects" if idempotency_key else None
         snapshot = rejects.upsert(new, idempotency_key=key, message=f"rejected rows of {dataset}")
     batch_keys = [_key_text(k) for k in row_keys(batch, target.primary_keys)]
-    earlier = rejects.read_all(filter=pc.field("row_key").isin(batch_keys), columns=["id"])
+    earlier = rejects.read_all(filter=pc.field("row_key").isin(pa.array(batch_keys, pa.string())), columns=["id"])
     stale = sorted(set(earlier["id"].to_pylist()) - set(new["id"].to_pylist()))
     if stale:
         snapshot = rejects.delete(keys=stale, message=f"rows of {dataset} that no longer fail these checks")
