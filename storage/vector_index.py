@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .changeset import net_between
-from .errors import InvalidInputError, StorageError, VersionNotFoundError
+from .errors import CorruptDatasetError, InvalidInputError, StorageError, VersionNotFoundError
 from .formats import FORMAT_VERSION, check_format_version, decode_json, encode_json, utcnow
-from .io import ObjectStore
+from .io import ObjectStore, put_once
 from .views.lease import RefreshLease
 
 if TYPE_CHECKING:
@@ -197,6 +197,12 @@ class VectorIndex:
             vectors = _vectors(rows.column(self.column), rows.select(pks), self.column)
             if len(index) == 0 and index.ndim != vectors.shape[1]:
                 index = self._new_index(vectors.shape[1])
+            elif index.ndim != vectors.shape[1]:  # usearch would only say "dimensions don't match"
+                raise InvalidInputError(
+                    f"vector column {self.column!r} of {self.source!r} has {vectors.shape[1]} dimensions in changed "
+                    f"rows (first key {rows.select(pks).slice(0, 1).to_pylist()[0]}) but index {self.name!r} holds "
+                    f"{index.ndim}: fix those rows, or rebuild with refresh(full=True) if the model changed"
+                )
             index.add(labels, vectors)
         fresh = rows.select(pks).append_column(LABEL, pa.array(labels, pa.uint64()))
         return (
@@ -235,7 +241,7 @@ class VectorIndex:
             "full": full,
             "created_at": utcnow().isoformat(),
         }
-        if not self._store.put_if_absent(f"_log/{seq:020d}.json", encode_json(entry)):
+        if not put_once(self._store, f"_log/{seq:020d}.json", encode_json(entry)):
             raise StorageError(f"index {self.name!r} was refreshed concurrently; retry the refresh")
         return entry
 
@@ -245,7 +251,11 @@ class VectorIndex:
         return _load_index(self._store, path)
 
     def _load_keys(self, path: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self._store.read_bytes(path)))
+        data = self._store.read_bytes(path)
+        try:
+            return pq.read_table(io.BytesIO(data))
+        except pa.ArrowInvalid as exc:
+            raise CorruptDatasetError(f"{self._store.uri}/{path}: index key table is unreadable ({exc})") from exc
 
     def _entry_for(self, version: Any) -> dict[str, Any]:
         entries = self._entries()
@@ -325,12 +335,20 @@ def _load_index(store: ObjectStore, path: str) -> Any:
     from usearch.index import Index
 
     local = store.local_path(path)
-    if local is not None:
-        return Index.restore(local, view=False)
-    fd, tmp = tempfile.mkstemp(suffix=".usearch")
-    with os.fdopen(fd, "wb") as f:
-        f.write(store.read_bytes(path))
+    tmp = None
+    if local is None:
+        data = store.read_bytes(path)
+        fd, tmp = tempfile.mkstemp(suffix=".usearch")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        local = tmp
     try:
-        return Index.restore(tmp, view=False)
+        index = Index.restore(local, view=False)
+    except RuntimeError as exc:  # how usearch reports a damaged file
+        raise CorruptDatasetError(f"{store.uri}/{path}: index file is unreadable ({exc})") from exc
     finally:
-        os.unlink(tmp)
+        if tmp is not None:
+            os.unlink(tmp)
+    if index is None:
+        raise CorruptDatasetError(f"{store.uri}/{path}: not a usearch index file")
+    return index

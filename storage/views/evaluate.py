@@ -112,8 +112,19 @@ def evaluate(node: Node, keys: pa.Table, inputs: Inputs) -> pa.Table:
     if left.num_rows == 0:
         lookup = _empty_like_right(node, inputs)
     else:
-        lookup = evaluate(node.right, distinct(left.select(list(node.on))).rename_columns(right_keys), inputs)
+        # A null join key matches nothing (and take() refuses null keys): look up only complete keys.
+        probe = distinct(left.select(list(node.on))).drop_null()
+        lookup = evaluate(node.right, probe.rename_columns(right_keys), inputs)
     return _index_join(left, lookup, list(node.on), right_keys, node.how)
+
+
+def _maps(node: Node) -> bool:
+    """Whether a map_batches step lies on the path from `node` to its left-most source."""
+    while not isinstance(node, Source):
+        if isinstance(node, MapBatches):
+            return True
+        node = node.left if isinstance(node, Join) else node.child
+    return False
 
 
 def distinct(table: pa.Table) -> pa.Table:
@@ -154,9 +165,10 @@ def affected(node: Node, old: dict[str, int], inputs: Inputs) -> pa.Table | None
         return left
     source = root(node.left)
     ds = inputs.datasets[source.dataset]
-    missing = [c for c in node.on if c not in ds.schema.names]
-    if missing:
-        return None  # join columns computed by a function: cannot trace right-side changes to left keys
+    if _maps(node.left) or any(c not in ds.schema.names for c in node.on):
+        # A function on the left may compute or rewrite the join columns: right-side changes cannot be traced
+        # to left keys through the source's columns, so recompute everything.
+        return None
     probe = right.rename_columns(list(node.on))
     hits = [left]
     for version in (old.get(source.dataset), inputs.pinned[source.dataset]):

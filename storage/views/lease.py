@@ -10,9 +10,13 @@ import uuid
 from types import TracebackType
 
 from ..errors import StorageError
-from ..io import ObjectStore
+from ..io import ObjectStore, put_once
 
 LOCK_FILE = "_refresh.lock"
+
+# Tokens of the leases this process holds right now. A lock naming this process but none of these tokens
+# was left by a release that failed (a lost delete response): it is stale, not "another refresh".
+_HELD: set[str] = set()
 
 
 class RefreshInProgressError(StorageError):
@@ -50,14 +54,24 @@ class RefreshLease:
             return True
         if float(held.get("expires", 0)) < time.time():
             return True
-        return bool(held.get("host") == socket.gethostname() and not _alive(int(held.get("pid", 0))))
+        if held.get("host") != socket.gethostname():
+            return False
+        pid = int(held.get("pid", 0))
+        return not _alive(pid) or (pid == os.getpid() and held.get("token") not in _HELD)
+
+    def _acquire(self) -> bool:
+        # put_once: a lock put whose response was lost is still ours (else only the TTL would free it).
+        if put_once(self._store, LOCK_FILE, self._body()):
+            _HELD.add(self._token)
+            return True
+        return False
 
     def __enter__(self) -> RefreshLease:
-        if self._store.put_if_absent(LOCK_FILE, self._body()):
+        if self._acquire():
             return self
         if self._stale():
             self._store.delete(LOCK_FILE)
-            if self._store.put_if_absent(LOCK_FILE, self._body()):
+            if self._acquire():
                 return self
         raise RefreshInProgressError(
             f"view {self._name!r} is being refreshed by another process ({self._store.uri}/{LOCK_FILE}); "
@@ -67,6 +81,7 @@ class RefreshLease:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        _HELD.discard(self._token)  # from here on, a lock left behind by this lease counts as stale
         try:
             held = json.loads(self._store.read_bytes(LOCK_FILE))
         except (FileNotFoundError, ValueError):

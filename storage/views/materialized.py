@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ..errors import CorruptDatasetError, InvalidInputError
 from ..formats import FORMAT_VERSION, check_format_version, decode_json, encode_json
+from ..io import put_once
 from . import plan as planmod
 from .evaluate import Inputs, affected, all_keys, evaluate
 from .lease import RefreshLease
@@ -50,13 +51,18 @@ def infer_schema(node: Node, inputs: Inputs) -> tuple[pa.Schema, list[str]]:
     if isinstance(node, MapBatches):
         if node.output_schema is not None:
             return node.output_schema, list(node.record_fields)
-        sample = all_keys(node, inputs).slice(0, 8)
-        out = evaluate(node, sample, inputs)
-        if out.num_rows == 0:
-            raise InvalidInputError(
-                f"cannot infer the output of {node.fn} from an empty source: pass output_schema= to map_batches"
-            )
-        return out.schema, list(node.record_fields)
+        keys = all_keys(node, inputs)
+        # Growing samples: a filter before the map may drop the first rows, and the function may be costly.
+        start, size = 0, 8
+        while start < keys.num_rows:
+            out = evaluate(node, keys.slice(start, size), inputs)
+            if out.num_rows:
+                return out.schema, list(node.record_fields)
+            start, size = start + size, size * 4
+        raise InvalidInputError(
+            f"cannot infer the output of {node.fn}: it produced no rows from the source; pass output_schema= "
+            "to map_batches"
+        )
     left, left_rf = infer_schema(node.left, inputs)
     right, right_rf = infer_schema(node.right, inputs)
     right_keys = inputs.datasets[root(node.right).dataset].primary_keys
@@ -137,7 +143,9 @@ class MaterializedView:
             snap = self.dataset.apply_changes(
                 rows if rows.num_rows else self.dataset.schema.empty_table(),
                 delete_keys=stale,
-                idempotency_key=f"refresh:{self.name}:{fp}:{encode_json(inputs.pinned).decode()}",
+                # The head is part of the key: the same sources can be due again later (full=True, a refresh back
+                # to an older version, a function version flipped back), and must not hit an earlier refresh.
+                idempotency_key=f"refresh:{self.name}:{head.id}:{fp}:{encode_json(inputs.pinned).decode()}",
                 message=f"refresh from {inputs.pinned}",
                 properties={SOURCES_PROP: encode_json(inputs.pinned).decode(), PLAN_PROP: fp},
             )
@@ -185,7 +193,7 @@ def _evaluate_chunk(
 def write_definition(dataset: Dataset, node: Node) -> None:
     """Store the plan next to the view's data (once, when the view is created)."""
     body = encode_json({"format_version": FORMAT_VERSION, "plan": planmod.to_json(node)})
-    if not dataset._ctx.store.put_if_absent(VIEW_FILE, body):
+    if not put_once(dataset._ctx.store, VIEW_FILE, body):
         raise CorruptDatasetError(f"dataset {dataset.name!r} already holds a view definition")
 
 
