@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean install label-studio
+.PHONY: demo test lint unit bench clean install label-studio reliability
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -33,7 +33,11 @@ label-studio: $(STAMP)
 	$(PY) infra/label_studio.py install
 
 test: lint label-studio
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not reliability"
+
+# The whole fault matrix and load suite (under 30 minutes); writes bench/results/reliability.md.
+reliability: $(STAMP)
+	$(PY) tests/reliability/run.py
 
 bench: $(STAMP)
 	$(PY) bench/storage_core.py

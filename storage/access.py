@@ -90,10 +90,10 @@ class RandomAccess:
         self._physical = layout.physical_columns(self._columns)
         self._index_columns = [c for c in self._columns if c not in layout.record_fields]
         self._record_schema = pa.schema([layout.schema.field(c) for c in layout.record_fields])
-        self._wants_records = len(self._index_columns) < len(self._columns)
         # Rows are assembled index columns first, then record fields; reorder only if asked otherwise.
-        wanted_records = [c for c in layout.record_fields if c in self._columns]
-        self._reorder = self._index_columns + wanted_records != self._columns
+        self._wanted_records = {c for c in layout.record_fields if c in self._columns}
+        self._wants_records = bool(self._wanted_records)
+        self._reorder = self._index_columns + [c for c in layout.record_fields if c in self._columns] != self._columns
         self._cache_bytes = cache_bytes
         rows = snap.manifest.select(["path", "rows", "deleted", "dv"]).to_pylist()
         self._paths: list[str] = [r["path"] for r in rows]
@@ -149,6 +149,7 @@ class RandomAccess:
         g = bisect.bisect_right(starts, pos) - 1
         columns = self._group(f, g).columns
         j = pos - starts[g]
+        # The group's columns are the index columns, then (when record fields are wanted) the two address columns.
         row = {c: col[j].as_py() for c, col in zip(self._index_columns, columns, strict=False)}
         if self._wants_records:
             path = columns[-2][j].as_py()
@@ -228,7 +229,7 @@ class RandomAccess:
 
     def _record_values(self, record: bytes | None) -> dict[str, Any]:
         values = decode_values(record, self._record_schema)
-        return {f.name: v for f, v in zip(self._record_schema, values, strict=True) if f.name in self._columns}
+        return {f.name: v for f, v in zip(self._record_schema, values, strict=True) if f.name in self._wanted_records}
 
     def _file(self, f: int) -> tuple[pq.FileMetaData, list[int]]:
         """Parquet metadata of file `f` and the first position of each row group (the row count last)."""
@@ -263,4 +264,6 @@ def random_access(snap: SnapshotFiles, snapshot_id: int, columns: Sequence[str],
     """A RandomAccess over a resolved snapshot; `cache_bytes` bounds the cached index row groups."""
     if cache_bytes < 0:
         raise InvalidInputError(f"cache_bytes must be >= 0, got {cache_bytes}")
+    if not columns:
+        raise InvalidInputError("columns must name at least one column (or be None for all of them)")
     return RandomAccess(snap, snapshot_id, columns, cache_bytes)

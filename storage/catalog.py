@@ -24,6 +24,7 @@ from .formats import (
     check_format_version,
     decode_json,
     encode_json,
+    log_name,
     utcnow,
 )
 from .io import ObjectStore, StoreWrapper, open_store, put_once
@@ -32,6 +33,7 @@ from .naming import check_name
 from .vector_index import VectorIndex
 from .views.evaluate import Inputs
 from .views.materialized import MaterializedView, infer_schema, read_definition, write_definition
+from .views.plan import fingerprint
 from .views.plan import root as view_root
 from .views.plan import sources as view_sources
 from .views.view import View
@@ -161,6 +163,9 @@ class Catalog:
         meta = DatasetMeta(schema, list(primary_keys), record_fields, utcnow(), options or WriteOptions())
         put_once(self._store, CATALOG_FILE, encode_json({"format_version": FORMAT_VERSION}))
         if not put_once(store, META_FILE, meta.to_json()):
+            unfinished = self._unfinished_create(name, store, schema, list(primary_keys), record_fields)
+            if unfinished is not None:
+                return self._first_snapshot(name, store, unfinished)
             if exist_ok:
                 existing = self.dataset(name)
                 if not existing.schema.equals(schema) or existing.primary_keys != list(primary_keys):
@@ -169,6 +174,19 @@ class Catalog:
                     )
                 return existing
             raise DatasetExistsError(f"dataset {name!r} already exists in {self.uri}; open it with cat.dataset()")
+        return self._first_snapshot(name, store, meta)
+
+    def _unfinished_create(
+        self, name: str, store: ObjectStore, schema: pa.Schema, keys: list[str], record_fields: list[str]
+    ) -> DatasetMeta | None:
+        """The metadata of a create_dataset that failed before snapshot 0, if it defined the same dataset."""
+        if store.exists(log_name(0)):
+            return None
+        meta = DatasetMeta.from_json(store.read_bytes(META_FILE), f"{store.uri}/{META_FILE}")
+        same = meta.schema.equals(schema) and meta.primary_keys == keys and meta.record_fields == record_fields
+        return meta if same else None
+
+    def _first_snapshot(self, name: str, store: ObjectStore, meta: DatasetMeta) -> Dataset:
         ctx = DatasetContext(name, store, meta, self._record_cache)
         empty = mf.write(store, mf.empty(ctx.manifest_schema))
         first = LogEntry(
@@ -269,11 +287,25 @@ class Catalog:
         inputs = Inputs(datasets, {n: ds.snapshot().id for n, ds in datasets.items()})
         schema, record_fields = infer_schema(view.node, inputs)
         keys = datasets[view_root(view.node).dataset].primary_keys
-        ds = self.create_dataset(name, schema, keys, [r for r in record_fields if r in schema.names])
-        write_definition(ds, view.node)
+        try:
+            ds = self.create_dataset(name, schema, keys, [r for r in record_fields if r in schema.names])
+        except DatasetExistsError:
+            ds = self._unfinished_view(name, view, schema)  # a materialize that failed part way: resume it
+        if read_definition(ds) is None:
+            write_definition(ds, view.node)
         mv = MaterializedView(self, name, ds, view.node)
         mv.refresh(engine=engine)
         return mv
+
+    def _unfinished_view(self, name: str, view: View, schema: pa.Schema) -> Dataset:
+        """The dataset of an earlier materialize of the same view that did not finish; else DatasetExistsError."""
+        ds = self.dataset(name)
+        node = read_definition(ds)
+        same_plan = node is not None and fingerprint(node) == fingerprint(view.node)
+        untouched = node is None and ds.schema.equals(schema) and ds.snapshot().id == 0
+        if not (same_plan or untouched):
+            raise DatasetExistsError(f"{name!r} already exists in {self.uri}; drop it or pick another name")
+        return ds
 
     def materialized_view(self, name: str) -> MaterializedView:
         """Open a materialized view."""

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,9 +34,9 @@ ADDRESS_FIELDS = [pa.field(RECORD_FILE, pa.string()), pa.field(RECORD_POS, pa.in
 # Fork safety: riegeli (under ArrayRecord) recycles zstd contexts through a process-wide background thread,
 # and ArrayRecord's thread pools are process-wide too; none of them survive fork(). A process forked after
 # using them (a DataLoader worker, a multiprocessing pool) segfaults or hangs in its first ArrayRecord call.
-# So records are written uncompressed (row-wise blobs, such as images, audio and tensors, rarely compress,
-# and reads get cheaper) and no writer or reader uses a thread pool; RecordReader reads files in parallel.
-_WRITER_OPTIONS = "max_parallelism:1,uncompressed"
+# So records are compressed with snappy (no recycled contexts; blobs worth storing row-wise rarely compress
+# much anyway) and no writer or reader uses a thread pool; RecordReader reads several files in parallel.
+_WRITER_OPTIONS = "max_parallelism:1,snappy"
 _READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"
 
 _NULL, _RAW, _IPC = 0, 1, 2
@@ -182,20 +182,13 @@ class RecordReader:
     def _open(self, path: str) -> Any:
         from array_record.python.array_record_module import ArrayRecordReader
 
-        # No ArrayRecord thread pool (max_parallelism:0): its pool does not survive fork(), and a
-        # DataLoader worker forked after the parent read records would hang or crash on its first read.
-        local = self._store.local_path(path)
+        local = self._store.local_path(path)  # _READER_OPTIONS: see "Fork safety" above
         try:
             if local is not None:
                 return ArrayRecordReader(local, _READER_OPTIONS)
-            cache, target = self._cache_path(path)
+            _cache, target = self._cache_path(path)
             self._download(path, target)
-            # Open and evict under one lock: an open reader keeps its file readable after eviction unlinks
-            # it, so parallel downloads (and files bigger than the cache) never lose a file before use.
-            with _CACHE_LOCK:
-                reader = ArrayRecordReader(target, _READER_OPTIONS)
-                _trim(cache, self._cache_bytes)
-            return reader
+            return ArrayRecordReader(target, _READER_OPTIONS)
         except (RuntimeError, OSError) as exc:
             raise CorruptDatasetError(
                 f"{self._store.uri}/{path}: record file is missing or unreadable ({exc})"
@@ -214,9 +207,27 @@ class RecordReader:
                 self._readers.popitem(last=False)
         return reader
 
+    def _read_at(self, path: str, positions: list[int]) -> list[bytes]:
+        """Records of one file. For remote stores the cached copy is pinned while it is read: the reader
+        opens its file lazily, so eviction by a parallel read must wait until this read is done."""
+        if self._store.local_path(path) is not None:
+            return list(self._reader(path).read(positions))
+        cache, target = self._cache_path(path)
+        with _pinned(target):
+            if not os.path.exists(target):  # evicted since its reader was opened: fetch it again
+                with self._lock:
+                    self._readers.pop(path, None)
+            try:
+                got = list(self._reader(path).read(positions))
+            except RuntimeError as exc:
+                raise CorruptDatasetError(f"{self._store.uri}/{path}: record file is unreadable ({exc})") from exc
+        with _CACHE_LOCK:
+            _trim(cache, self._cache_bytes)
+        return got
+
     def read_one(self, path: str, position: int) -> bytes:
         """The record at one address (the fast path for single-row random access)."""
-        record: bytes = self._reader(path).read([position])[0]
+        record: bytes = self._read_at(path, [position])[0]
         return record
 
     def read(self, files: pa.Array | pa.ChunkedArray, positions: pa.Array | pa.ChunkedArray) -> list[bytes | None]:
@@ -231,7 +242,7 @@ class RecordReader:
 
         def fetch(item: tuple[str, list[int]]) -> None:
             path, rows = item
-            got = self._reader(path).read([int(pos[r]) for r in rows])
+            got = self._read_at(path, [int(pos[r]) for r in rows])
             for r, rec in zip(rows, got, strict=True):
                 out[r] = rec
 
@@ -245,16 +256,31 @@ class RecordReader:
 
 
 _CACHE_LOCK = threading.Lock()
+_IN_USE: dict[str, int] = {}  # cached files being read right now (by this process's threads)
+
+
+@contextlib.contextmanager
+def _pinned(target: str) -> Iterator[None]:
+    with _CACHE_LOCK:
+        _IN_USE[target] = _IN_USE.get(target, 0) + 1
+    try:
+        yield
+    finally:
+        with _CACHE_LOCK:
+            _IN_USE[target] -= 1
+            if not _IN_USE[target]:
+                del _IN_USE[target]
 
 
 def _trim(cache: str, limit: int) -> None:
-    """Evict least recently used cached files until the cache fits `limit` bytes (downloads in flight stay)."""
+    """Evict least recently used cached files until the cache fits `limit` bytes; files being read and
+    downloads in flight stay."""
     entries = []
     for dirpath, _dirs, names in os.walk(cache):
         for n in names:
-            if n.endswith(".part"):
-                continue
             full = os.path.join(dirpath, n)
+            if n.endswith(".part") or full in _IN_USE:
+                continue
             try:
                 st = os.stat(full)
             except FileNotFoundError:

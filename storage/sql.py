@@ -86,9 +86,12 @@ def _build(snap: SnapshotFiles) -> pads.Dataset:
     return dataset if alive is None else dataset.filter(alive)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.cache
 def _database(pid: int) -> Any:
-    """This process's in-memory DuckDB (opening one costs tens of ms; a forked child opens its own)."""
+    """This process's in-memory DuckDB (opening one costs tens of ms).
+
+    Keyed by process id: a forked child opens its own, and never closes the parent's (whose threads it lacks).
+    """
     import duckdb
 
     return duckdb.connect()
