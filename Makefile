@@ -32,7 +32,9 @@ unit: $(STAMP)
 label-studio: $(STAMP)
 	$(PY) infra/label_studio.py install
 
+# Chromium (Debian's package) for the Prefect UI check; a no-op when it is installed.
 test: lint label-studio
+	infra/browser.sh install
 	$(BIN)/pytest -m "not reliability"
 
 # The whole fault matrix and load suite (under 30 minutes); writes bench/results/reliability.md.

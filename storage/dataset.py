@@ -430,6 +430,7 @@ class Dataset:
 
     def branch(self, name: str) -> Dataset:
         """A handle on another branch of this dataset."""
+        self._ctx.log.refresh()
         versions.branch_head(self._ctx, check_name(name, "branch"))
         return Dataset(self._ctx, name)
 

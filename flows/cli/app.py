@@ -14,7 +14,7 @@ import typer
 
 from storage import StorageError
 
-from .commands import datasets, demo, log, maintenance, restore, show, tags
+from .commands import branches, datasets, demo, diff, ingest, log, maintenance, restore, serve, show, sql, tags
 
 P = ParamSpec("P")
 
@@ -44,14 +44,29 @@ for command in (
     datasets.datasets,
     log.log,
     show.show,
+    sql.sql,
     tags.tag,
     tags.untag,
     restore.restore,
     maintenance.validate,
     maintenance.vacuum,
+    diff.diff,
+    diff.history,
+    branches.branch,
+    branches.merge,
+    serve.serve,
+    serve.webhooks,
     demo.demo,
 ):
     app.command()(_exit_1_on_storage_errors(command))
+
+ingest_app = typer.Typer(
+    name="ingest", help="Ingest a source into a project's canonical datasets, through the checks.", no_args_is_help=True
+)
+ingest_app.command("label-studio")(_exit_1_on_storage_errors(ingest.label_studio))
+ingest_app.command("coco")(_exit_1_on_storage_errors(ingest.coco))
+ingest_app.command("labelbox")(_exit_1_on_storage_errors(ingest.labelbox))
+app.add_typer(ingest_app)
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_CATALOG = "./lakehouse"
-CATALOG_ENV = "LABELHOUSE_CATALOG"
+from ..settings import CATALOG_ENV
+from ..settings import DEFAULT_CATALOG as DEFAULT_CATALOG  # re-exported: the commands take it from here
 
 VERSION_HELP = (
     "Snapshot id (an integer), ISO 8601 date-time (the latest snapshot at or before it; naive means local "

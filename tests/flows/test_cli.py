@@ -207,6 +207,7 @@ def test_parse_version() -> None:
     assert parse_version("-1") == "-1"
 
 
+@pytest.mark.usefixtures("harness")  # the demo's flows run on the session's test API
 def test_demo_runs_twice_on_the_same_catalog(tmp_path: Path) -> None:
     uri = str(tmp_path / "lakehouse")
     first = lh(uri, "demo")
@@ -217,4 +218,7 @@ def test_demo_runs_twice_on_the_same_catalog(tmp_path: Path) -> None:
     assert again["facts"]["rows_at_reviewed"] == 7 and again["facts"]["rows_now"] == 8
     assert again["facts"]["cats_at_reviewed"] == 1 and again["facts"]["cats_now"] == 2
     assert lh_json(uri, "validate", "frames")["valid"] is True
-    assert sorted(os.listdir(uri)) == ["_catalog.json", "frames"]
+    assert again["facts"]["reingest_new_snapshots"] == 0 and again["facts"]["rejects_after_fix"] == 0
+    demo = ["annotations", "annotations__rejects", "box_areas", "items", "items__rejects", "predictions"]
+    demo += ["predictions__rejects"]
+    assert sorted(os.listdir(uri)) == ["_catalog.json", *(f"demo__{name}" for name in demo), "frames"]

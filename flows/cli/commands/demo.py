@@ -1,6 +1,9 @@
-"""`labelhouse demo`: the storage tour, with a progress bar and a summary."""
+"""`labelhouse demo`: the storage tour, then the bundled Label Studio sample through the flows."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
 
 from rich.console import Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -13,28 +16,46 @@ from ..output import console, emit
 from ..records import version_records
 from ..tables import facts_table, records_table, versions_table
 
+# Prefect's ephemeral API (a local server subprocess) can take longer than its 20 s default to start on
+# a small machine; flow logs would tear the progress bar, and the summary says what happened.
+PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_LOGGING_LEVEL": "WARNING"}
+
 
 def demo(catalog: CatalogOption = DEFAULT_CATALOG, as_json: JsonOption = False) -> None:
-    """Tour the storage engine on a small `frames` dataset (dropped and created again on every run)."""
-    tour = Tour(Catalog(catalog))
-    steps = tour.steps()
+    """Tour the storage engine, then run the Label Studio sample through the flows on Prefect's ephemeral
+    API: check, commit, quarantine a bad row, refresh a view, query with SQL (the `demo` project and the
+    `frames` dataset are dropped and created again on every run)."""
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from ...pipeline_demo import PipelineDemo  # imports Prefect, with the settings above
+
+    cat = Catalog(catalog)
+    tour = Tour(cat)
+    pipeline = PipelineDemo(cat)
+    steps: list[tuple[str, Callable[[], str]]] = [("Storage tour", lambda: _run_tour(tour)), *pipeline.steps()]
     done = []
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console(), disable=as_json) as progress:
-        task = progress.add_task("Storage tour", total=len(steps))
+        task = progress.add_task("Demo", total=len(steps))
         for title, step in steps:
             progress.update(task, description=title)
             done.append({"step": title, "result": step()})
             progress.advance(task)
-        progress.update(task, description="Storage tour")
+        progress.update(task, description="Demo")
     versions = version_records(tour.dataset)
-    data = {"catalog": tour.catalog.uri, "dataset": DATASET, "steps": done, "versions": versions, "facts": tour.facts}
+    facts = {**tour.facts, **pipeline.facts}
+    data = {"catalog": cat.uri, "dataset": DATASET, "steps": done, "versions": versions, "facts": facts}
     emit(
         data,
         as_json,
         lambda: Group(
-            records_table(done, ["step", "result"], f"Tour of {DATASET} in {tour.catalog.uri}"),
+            records_table(done, ["step", "result"], f"Demo in {cat.uri}"),
             versions_table(versions, f"Versions of {DATASET}"),
-            facts_table(tour.facts, "Summary"),
+            facts_table(facts, "Summary"),
         ),
     )
+
+
+def _run_tour(tour: Tour) -> str:
+    results = [step() for _, step in tour.steps()]
+    return f"{len(results)} steps on {DATASET}: {results[-1]}"

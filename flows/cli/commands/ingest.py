@@ -1,0 +1,121 @@
+"""`labelhouse ingest <source>`: run a source's ingest flow here, then print what it committed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Group
+
+from ...settings import DEFAULT_PROJECT
+from ..options import DEFAULT_CATALOG, CatalogOption, JsonOption
+from ..output import emit
+from ..tables import records_table
+
+if TYPE_CHECKING:
+    from ...ingest import IngestResult
+
+ProjectOption = Annotated[
+    str, typer.Option("--project", help="Labelhouse project: its datasets are <project>__items, __annotations...")
+]
+MaxFailureRateOption = Annotated[
+    float,
+    typer.Option(
+        "--max-failure-rate", min=0.0, max=1.0, help="Refuse the whole batch if more of a table's rows fail checks."
+    ),
+]
+DATASET_COLUMNS = ["dataset", "snapshot_id", "inserted", "updated", "deleted", "rejected", "note"]
+
+
+def label_studio(
+    export: Annotated[
+        Path, typer.Argument(help="Label Studio export: JSON, JSON_MIN or snapshot (recognised from the content).")
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Labeling config XML: labels are checked against it (JSON_MIN needs it)."),
+    ] = None,
+    project: ProjectOption = DEFAULT_PROJECT,
+    max_failure_rate: MaxFailureRateOption = 0.1,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a Label Studio export of a whole project: the project's datasets become equal to it.
+
+    Rows failing the checks go to <dataset>__rejects; ingesting the same export again changes nothing.
+    """
+    from ...sources import run_ingest  # imports Prefect and the checks: only ingesting pays for that
+
+    result = run_ingest(
+        "label-studio",
+        path=str(export),
+        catalog=catalog,
+        project=project,
+        config=str(config) if config else None,
+        max_failure_rate=max_failure_rate,
+    )
+    print_result(result, as_json)
+
+
+def coco(
+    instances: Annotated[Path, typer.Argument(help="COCO instances JSON file.")],
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Directory of the images: stored as blobs, sizes checked.")
+    ] = None,
+    project: ProjectOption = DEFAULT_PROJECT,
+    max_failure_rate: MaxFailureRateOption = 0.1,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a COCO instances file of a whole project; labels are checked against its categories."""
+    from ...sources import run_ingest
+
+    result = run_ingest(
+        "coco",
+        path=str(instances),
+        image_dir=str(images) if images else None,
+        catalog=catalog,
+        project=project,
+        max_failure_rate=max_failure_rate,
+    )
+    print_result(result, as_json)
+
+
+def labelbox(
+    export: Annotated[Path, typer.Argument(help="Labelbox export v2 NDJSON file.")],
+    chunk_lines: Annotated[int, typer.Option("--chunk-lines", min=1, help="Data rows per committed batch.")] = 1000,
+    project: ProjectOption = DEFAULT_PROJECT,
+    max_failure_rate: MaxFailureRateOption = 0.1,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a Labelbox NDJSON export in batches; malformed lines are quarantined with their line number."""
+    from ...sources import run_ingest
+
+    result = run_ingest(
+        "labelbox",
+        path=str(export),
+        chunk_lines=chunk_lines,
+        catalog=catalog,
+        project=project,
+        max_failure_rate=max_failure_rate,
+    )
+    print_result(result, as_json)
+
+
+def print_result(result: IngestResult, as_json: bool) -> None:
+    """The datasets an ingest changed, its rejected rows and failed checks (or all of it as JSON)."""
+    record = result.record()
+    shown = [{**t, "note": "" if t["new"] else "unchanged: committed before"} for t in record["datasets"]]
+    failed = [c for c in record["checks"] if not c["passed"]]
+
+    def render() -> Group:
+        parts = [records_table(shown, DATASET_COLUMNS, f"Ingested into {result.project} in {result.catalog}")]
+        if record["rejections"]:
+            parts.append(records_table(record["rejections"], ["dataset", "key", "check", "reason"], "Rejected rows"))
+        if failed:
+            parts.append(records_table(failed, ["table", "check", "failing_rows"], "Failed checks"))
+        return Group(*parts)
+
+    emit(record, as_json, render)

@@ -1,0 +1,138 @@
+"""The deployments `labelhouse serve` registers and serves in one process: schedules and event triggers.
+
+- `refresh-dataset/on-commit`: a `labelhouse.dataset.committed` event of this catalog starts the refresh
+  of that dataset up to the event's snapshot.
+- `ingest-label-studio-webhook/on-webhook`: a `labelhouse.label_studio.webhook` event for this catalog
+  (sent by `labelhouse webhooks`) applies the webhook; one run at a time, so they apply in order.
+- `ingest-label-studio-pull/scheduled`: pulls the configured Label Studio project on a cron schedule
+  (no schedule until a Label Studio URL and project are given).
+- `maintain-catalog/nightly`: compact, expire and vacuum on a cron schedule.
+- `ingest-label-studio-export/on-demand`: run by hand (UI, `prefect deployment run`) with a file path.
+
+`infra/prefect.yaml` declares the same deployments for `prefect deploy` on a process work pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from prefect import Flow, serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+from prefect.types.entrypoint import EntrypointType
+
+from storage import Catalog
+from tasks.flow_tasks.events import (
+    CATALOG_LABEL,
+    DATASET_COMMITTED,
+    DATASET_RESOURCE_PREFIX,
+    PROJECT_LABEL,
+    WEBHOOK_RECEIVED,
+    WEBHOOK_RESOURCE_PREFIX,
+)
+
+from .label_studio import (
+    DEFAULT_TOKEN_ENV,
+    ingest_label_studio_export,
+    ingest_label_studio_pull,
+    ingest_label_studio_webhook,
+)
+from .maintenance import maintain_catalog
+from .refresh import refresh_dataset
+from .settings import DEFAULT_MAINTENANCE_CRON, DEFAULT_PULL_CRON
+
+TAGS = ["labelhouse"]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What the served deployments work on and when their schedules fire."""
+
+    catalog: str
+    project: str
+    maintenance_cron: str = DEFAULT_MAINTENANCE_CRON
+    pull_cron: str = DEFAULT_PULL_CRON
+    label_studio_url: str | None = None
+    label_studio_project: int | None = None
+    label_studio_config: str | None = None
+    token_env: str = DEFAULT_TOKEN_ENV
+
+
+def committed_trigger(catalog_uri: str) -> DeploymentEventTrigger:
+    """Start the refresh flow for the dataset and snapshot a committed event of this catalog names."""
+    return DeploymentEventTrigger(
+        name="refresh on commit",
+        expect={DATASET_COMMITTED},
+        match={"prefect.resource.id": f"{DATASET_RESOURCE_PREFIX}*", CATALOG_LABEL: catalog_uri},
+        parameters={
+            "catalog": catalog_uri,
+            "dataset": "{{ event.payload.dataset }}",
+            "snapshot_id": "{{ event.payload.snapshot_id }}",
+        },
+    )
+
+
+def webhook_trigger(catalog_uri: str) -> DeploymentEventTrigger:
+    """Start the webhook ingest for each webhook event meant for this catalog, with the webhook as payload."""
+    return DeploymentEventTrigger(
+        name="ingest on webhook",
+        expect={WEBHOOK_RECEIVED},
+        match={"prefect.resource.id": f"{WEBHOOK_RESOURCE_PREFIX}*", CATALOG_LABEL: catalog_uri},
+        parameters={
+            "payload": "{{ event.payload }}",
+            "catalog": catalog_uri,
+            "project": f"{{{{ event.resource['{PROJECT_LABEL}'] }}}}",
+        },
+    )
+
+
+def build_deployments(options: ServeOptions) -> list[RunnerDeployment]:
+    """Every Labelhouse deployment for one catalog and project (see the module docstring)."""
+    catalog = Catalog(options.catalog).uri  # the canonical URI events carry
+    pull_ready = options.label_studio_url is not None and options.label_studio_project is not None
+    return [
+        _deployment(refresh_dataset, "on-commit", triggers=[committed_trigger(catalog)]),
+        _deployment(
+            ingest_label_studio_webhook,
+            "on-webhook",
+            triggers=[webhook_trigger(catalog)],
+            parameters={"catalog": catalog, "project": options.project},
+            concurrency_limit=1,
+        ),
+        _deployment(
+            ingest_label_studio_pull,
+            "scheduled",
+            cron=options.pull_cron if pull_ready else None,
+            parameters={
+                "catalog": catalog,
+                "project": options.project,
+                "token_env": options.token_env,
+                "config": options.label_studio_config,
+                **({"base_url": options.label_studio_url} if options.label_studio_url else {}),
+                **({"label_studio_project": options.label_studio_project} if options.label_studio_project else {}),
+            },
+            concurrency_limit=1,
+        ),
+        _deployment(
+            maintain_catalog,
+            "nightly",
+            cron=options.maintenance_cron,
+            parameters={"catalog": catalog},
+            concurrency_limit=1,
+        ),
+        _deployment(
+            ingest_label_studio_export, "on-demand", parameters={"catalog": catalog, "project": options.project}
+        ),
+    ]
+
+
+def _deployment(flow: Flow[..., Any], name: str, **options: Any) -> RunnerDeployment:
+    # Module entrypoints: served runs import the flow from the installed package, whatever the cwd.
+    deployment = flow.to_deployment(name, tags=TAGS, entrypoint_type=EntrypointType.MODULE_PATH, **options)
+    return cast(RunnerDeployment, deployment)  # from sync code it is the deployment, not a coroutine
+
+
+def serve_all(options: ServeOptions, limit: int | None = None) -> None:
+    """Register every deployment and run their flow runs in this process until interrupted."""
+    serve(*build_deployments(options), limit=limit)

@@ -1,0 +1,83 @@
+"""The Prefect events Labelhouse emits, and the resources they are about.
+
+`labelhouse.dataset.committed` is about the resource `labelhouse.dataset.<catalog uri>.<dataset>`, with
+the catalog and dataset also as resource labels and in the payload (snapshot id and row counts), so
+triggers can match a catalog and hand the snapshot to the refresh flow. `labelhouse.label_studio.webhook`
+carries an accepted Label Studio webhook as its payload, about the resource of the Label Studio project,
+labelled with the catalog and Labelhouse project to ingest it into.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect.events import Event, emit_event
+
+from .outcome import BatchOutcome, TableOutcome
+
+DATASET_COMMITTED = "labelhouse.dataset.committed"
+WEBHOOK_RECEIVED = "labelhouse.label_studio.webhook"
+CATALOG_LABEL = "labelhouse.catalog"
+DATASET_LABEL = "labelhouse.dataset"
+PROJECT_LABEL = "labelhouse.project"
+DATASET_RESOURCE_PREFIX = "labelhouse.dataset."
+WEBHOOK_RESOURCE_PREFIX = "labelhouse.label_studio.project."
+
+
+def dataset_resource(catalog_uri: str, dataset: str) -> dict[str, str]:
+    """The resource of a dataset in a catalog."""
+    return {
+        "prefect.resource.id": f"{DATASET_RESOURCE_PREFIX}{catalog_uri}.{dataset}",
+        "prefect.resource.name": dataset,
+        CATALOG_LABEL: catalog_uri,
+        DATASET_LABEL: dataset,
+    }
+
+
+def committed_payload(batch: BatchOutcome, table: TableOutcome) -> dict[str, Any]:
+    """What a committed event says: where, which snapshot, and the rows it changed or rejected."""
+    return {
+        "catalog": batch.catalog,
+        "project": batch.project,
+        "dataset": table.dataset,
+        "snapshot_id": table.snapshot_id,
+        "parent_id": table.parent_id,
+        "rows_inserted": table.inserted,
+        "rows_updated": table.updated,
+        "rows_deleted": table.deleted,
+        "rows_rejected": table.rejected,
+        "idempotency_key": batch.idempotency_key,
+    }
+
+
+def emit_committed(batch: BatchOutcome) -> list[str]:
+    """Emit one committed event per dataset the batch changed; returns the event ids.
+
+    Ids derive from the dataset and snapshot, so emitting again after a retry sends the same event.
+    """
+    emitted = []
+    for table in batch.tables:
+        if not table.changed:
+            continue
+        resource = dataset_resource(batch.catalog, table.dataset)
+        event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{resource['prefect.resource.id']}@{table.snapshot_id}")
+        emit_event(DATASET_COMMITTED, resource=resource, payload=committed_payload(batch, table), id=event_id)
+        emitted.append(str(event_id))
+    return emitted
+
+
+def webhook_resource(catalog_uri: str, project: str, label_studio_project: Any) -> dict[str, str]:
+    """The resource a webhook event is about: the Label Studio project, labelled with where it goes."""
+    return {
+        "prefect.resource.id": f"{WEBHOOK_RESOURCE_PREFIX}{label_studio_project}",
+        CATALOG_LABEL: catalog_uri,
+        PROJECT_LABEL: project,
+    }
+
+
+def emit_webhook(payload: dict[str, Any], catalog_uri: str, project: str) -> Event | None:
+    """Emit an accepted webhook as a `labelhouse.label_studio.webhook` event (None if events are off)."""
+    ls_project = payload.get("project")
+    ls_project_id = ls_project.get("id", "unknown") if isinstance(ls_project, dict) else "unknown"
+    return emit_event(WEBHOOK_RECEIVED, resource=webhook_resource(catalog_uri, project, ls_project_id), payload=payload)
