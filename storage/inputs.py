@@ -79,21 +79,28 @@ def conform(table: pa.Table, schema: pa.Schema, primary_keys: Sequence[str]) -> 
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def rechunk(tables: Iterable[pa.Table], max_rows: int) -> Iterator[pa.Table]:
-    """Regroup a stream of tables into tables of at most `max_rows` rows (bounded memory)."""
+def rechunk(tables: Iterable[pa.Table], max_rows: int, max_bytes: int | None = None) -> Iterator[pa.Table]:
+    """Regroup a stream of tables into tables of at most `max_rows` rows and about `max_bytes` bytes
+    (bounded memory even when rows carry large blobs)."""
     pending: list[pa.Table] = []
-    size = 0
+    rows = 0
+    nbytes = 0
     for table in tables:
+        per_row = max(1, table.nbytes // max(1, table.num_rows))
         offset = 0
         while offset < table.num_rows:
-            take = min(max_rows - size, table.num_rows - offset)
+            room = max_rows - rows
+            if max_bytes is not None:
+                room = min(room, max(1, (max_bytes - nbytes) // per_row))
+            take = min(room, table.num_rows - offset)
             pending.append(table.slice(offset, take))
-            size += take
+            rows += take
+            nbytes += take * per_row
             offset += take
-            if size == max_rows:
+            if rows >= max_rows or (max_bytes is not None and nbytes >= max_bytes):
                 yield pa.concat_tables(pending).combine_chunks()
-                pending, size = [], 0
-    if pending and size:
+                pending, rows, nbytes = [], 0, 0
+    if pending and rows:
         yield pa.concat_tables(pending).combine_chunks()
 
 

@@ -97,7 +97,9 @@ def _pieces(
     """(keys, rows to write, None) per input chunk, or (keys, None, manifest row) per staged data file."""
     pks = ctx.meta.primary_keys
     if staged is None:
-        for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
+        for chunk in rechunk(
+            _conformed(ctx, data), ctx.meta.options.max_rows_per_file, ctx.meta.options.max_bytes_per_file
+        ):
             yield chunk.select(pks), chunk, {}
         return
     fs, root = ctx.store.arrow_fs()
@@ -264,7 +266,9 @@ def _again(ctx: DatasetContext, stale: str, prepare: Callable[[], Prepared]) -> 
 def write_files(ctx: DatasetContext, data: Any) -> list[dict[str, Any]]:
     """Write data files for `data` without committing them; returns their manifest rows."""
     rows = []
-    for chunk in rechunk(_conformed(ctx, data), ctx.meta.options.max_rows_per_file):
+    for chunk in rechunk(
+        _conformed(ctx, data), ctx.meta.options.max_rows_per_file, ctx.meta.options.max_bytes_per_file
+    ):
         _refuse_duplicates(ctx, chunk.select(ctx.meta.primary_keys))
         rows.append(ctx.write_data(chunk))
     return rows
