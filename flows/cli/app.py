@@ -14,7 +14,21 @@ import typer
 
 from storage import StorageError
 
-from .commands import branches, datasets, demo, diff, ingest, log, maintenance, restore, serve, show, sql, tags
+from .commands import (
+    branches,
+    datasets,
+    demo,
+    diff,
+    export,
+    ingest,
+    log,
+    maintenance,
+    restore,
+    serve,
+    show,
+    sql,
+    tags,
+)
 
 P = ParamSpec("P")
 
@@ -52,6 +66,7 @@ for command in (
     maintenance.vacuum,
     diff.diff,
     diff.history,
+    export.export,
     branches.branch,
     branches.merge,
     serve.serve,
