@@ -41,8 +41,12 @@ test: lint label-studio
 reliability: $(STAMP)
 	$(PY) tests/reliability/run.py
 
+# Labelhouse against Lance, Delta, Iceberg, HF datasets, Parquet and Space (under 30 minutes);
+# writes bench/results/latest.md and a chart per workload. The single-engine benches run alone:
+# python bench/storage_core.py | versions.py | access.py | views.py | sources.py
 bench: $(STAMP)
-	$(PY) bench/storage_core.py
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) lakehouse .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,18 @@ def decode(data: bytes, where: str) -> Positions:
     return np.frombuffer(body, dtype="<u4").astype(np.int64)
 
 
+def unique_sorted(positions: npt.ArrayLike) -> Positions:
+    """Sorted distinct positions.
+
+    Sort and compare neighbours rather than np.unique/np.union1d: numpy 2.4's hash-based unique took ~0.7 s
+    for a million positions (50x a sort), three times per large upsert or view refresh.
+    """
+    a = np.sort(np.asarray(positions, dtype=np.int64))
+    if len(a) < 2:
+        return a
+    return a[np.concatenate(([True], a[1:] != a[:-1]))]
+
+
 def union(a: Positions, b: Positions) -> Positions:
     """Sorted unique union of two position sets."""
-    return np.union1d(a, b).astype(np.int64)
+    return unique_sorted(np.concatenate([a, b]))

@@ -144,8 +144,16 @@ def count(snap: SnapshotFiles, filter: pc.Expression | None) -> int:
     return total
 
 
-def key_filter(keys: pa.Table) -> pc.Expression:
-    """A filter matching (a superset of) the given keys, with ranges so files can be pruned by statistics."""
+# Above this many keys an `isin` filter costs more than it saves: Arrow builds its hash set of the keys anew
+# for every file it filters (a full view refresh spent seconds there), so callers match by one join instead.
+ISIN_MAX_KEYS = 65_536
+
+
+def key_filter(keys: pa.Table, exact: bool = True) -> pc.Expression:
+    """A filter matching (a superset of) the given keys, with ranges so files can be pruned by statistics.
+
+    With `exact=False` and more than ISIN_MAX_KEYS keys it keeps only the ranges: the caller joins.
+    """
     expr: pc.Expression = pc.scalar(True)
     for name in keys.column_names:
         col = keys.column(name)
@@ -153,7 +161,8 @@ def key_filter(keys: pa.Table) -> pc.Expression:
         if stats.statable(pa.field(name, col.type)) and len(col):
             mm = pc.min_max(col)
             expr = expr & (field >= mm["min"]) & (field <= mm["max"])
-        expr = expr & field.isin(pc.unique(col))
+        if exact or keys.num_rows <= ISIN_MAX_KEYS:
+            expr = expr & field.isin(pc.unique(col))
     return expr
 
 
@@ -179,7 +188,9 @@ def locate(snap: SnapshotFiles, keys: pa.Table) -> pa.Table:
     names = keys.column_names
     if keys.num_rows == 0:
         return locations(snap, names, pc.scalar(False))
-    hits = locations(snap, names, key_filter(keys))
-    if len(names) > 1:  # isin per column over-matches combinations of key values
-        hits = hits.join(keys, keys=names, join_type="inner").select(hits.column_names)
+    many = keys.num_rows > ISIN_MAX_KEYS
+    hits = locations(snap, names, key_filter(keys, exact=not many))
+    if len(names) > 1 or many:  # isin per column over-matches combinations of key values; ranges match more
+        distinct = keys.group_by(names).aggregate([]) if many else keys  # one hit per live row, as isin gives
+        hits = hits.join(distinct, keys=names, join_type="inner").select(hits.column_names)
     return hits

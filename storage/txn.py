@@ -129,7 +129,7 @@ def group_by_file(files: pa.ChunkedArray | pa.Array, positions: pa.ChunkedArray 
     encoded = arr.dictionary_encode()
     idx = encoded.indices.to_numpy(zero_copy_only=False)
     pos = np.asarray(positions.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return {str(p): np.unique(pos[idx == i]) for i, p in enumerate(encoded.dictionary.to_pylist())}
+    return {str(p): dv.unique_sorted(pos[idx == i]) for i, p in enumerate(encoded.dictionary.to_pylist())}
 
 
 def _backoff(attempt: int) -> None:

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import changes as ch
-from . import faults
+from . import dv, faults
 from .changes import change_counts
 from .context import DatasetContext
 from .dv import Positions
@@ -172,7 +172,7 @@ def prepare_rows(
         raise
     kinds = change_counts(table)
     prep.added = pa.Table.from_pylist(added, schema=ctx.manifest_schema)
-    prep.deletes = {p: np.unique(np.concatenate(v)).astype(np.int64) for p, v in deletes.items()}
+    prep.deletes = {p: dv.unique_sorted(np.concatenate(v)) for p, v in deletes.items()}
     prep.touched = pa.concat_tables(seen) if seen else ctx.key_schema.empty_table()
     prep.summary = {
         "rows_inserted": kinds[ch.INSERT],

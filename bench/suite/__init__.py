@@ -1,0 +1,1 @@
+"""The orchestration side of `bench/run.py` (project venv only): inputs, workers, workloads, report, charts."""
