@@ -22,7 +22,7 @@ from .context import DatasetContext
 from .formats import DV_DIR, POS_COLUMN
 from .log import LogEntry
 from .scan import FILE_COLUMN, SnapshotFiles, file_batches
-from .txn import Prepared
+from .txn import Prepared, discarded_on_error, write_change_log
 
 
 def _candidates(rows: list[dict[str, Any]], target_rows: int, max_deleted_fraction: float) -> list[dict[str, Any]]:
@@ -72,7 +72,7 @@ def prepare_compact(
         )
         pending, pending_rows = [], 0
 
-    try:
+    with discarded_on_error(ctx, prep):
         columns = [*ctx.meta.schema.names, POS_COLUMN]
         for path, batch in file_batches(snap, columns):
             t = pa.Table.from_batches([batch])
@@ -81,13 +81,7 @@ def prepare_compact(
             if pending_rows >= target:
                 flush()
         flush()
-        table = pa.concat_tables(moves) if moves else ch.change_schema(ctx.key_schema).empty_table()
-        prep.changes = ch.write(ctx.store, table)
-        prep.written.append(prep.changes)
-    except BaseException:
-        for path in prep.written:
-            ctx.store.delete(path)
-        raise
+        table = write_change_log(ctx, prep, moves)
     prep.added = pa.Table.from_pylist(added, schema=ctx.manifest_schema)
     prep.summary = {
         "rows_inserted": 0,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +248,24 @@ def _own_commit(ctx: DatasetContext, commit_id: str) -> LogEntry | None:
     """The log entry this commit attempt created, if a put whose outcome looked like a failure landed."""
     ctx.log.refresh()
     return ctx.log.find(commit_id=commit_id)
+
+
+@contextmanager
+def discarded_on_error(ctx: DatasetContext, prep: Prepared) -> Iterator[None]:
+    """While a commit is prepared: on any error, remove the files it wrote so far, then re-raise."""
+    try:
+        yield
+    except BaseException:
+        _discard(ctx, prep)
+        raise
+
+
+def write_change_log(ctx: DatasetContext, prep: Prepared, parts: list[pa.Table]) -> pa.Table:
+    """Store a prepared commit's change log (one file for all parts) and record it among its files."""
+    table = pa.concat_tables(parts) if parts else ch.change_schema(ctx.key_schema).empty_table()
+    prep.changes = ch.write(ctx.store, table)
+    prep.written.append(prep.changes)
+    return table
 
 
 def _discard(ctx: DatasetContext, prep: Prepared) -> None:

@@ -21,7 +21,7 @@ from .formats import DATA_DIR, POS_COLUMN
 from .inputs import conform, duplicate_keys, iter_tables, key_table, key_values, rechunk
 from .log import LogEntry
 from .scan import FILE_COLUMN, locate, locations
-from .txn import Prepared, group_by_file
+from .txn import Prepared, discarded_on_error, group_by_file, write_change_log
 
 
 def group_positions(hits: pa.Table) -> dict[str, Positions]:
@@ -134,7 +134,7 @@ def prepare_rows(
     change_parts: list[pa.Table] = []
     deletes: dict[str, list[Positions]] = defaultdict(list)
     conflicts: list[Any] = []
-    try:
+    with discarded_on_error(ctx, prep):
         for keys, chunk, staged_row in _pieces(ctx, data, staged):
             _refuse_duplicates(ctx, keys)
             hits = locate(snap, keys)
@@ -163,13 +163,7 @@ def prepare_rows(
             seen.append(gone.select(pks))
             for path, pos in group_positions(gone).items():
                 deletes[path].append(pos)
-        table = pa.concat_tables(change_parts) if change_parts else ch.change_schema(ctx.key_schema).empty_table()
-        prep.changes = ch.write(ctx.store, table)
-        prep.written.append(prep.changes)
-    except BaseException:
-        for path in prep.written:
-            ctx.store.delete(path)
-        raise
+        table = write_change_log(ctx, prep, change_parts)
     kinds = change_counts(table)
     prep.added = pa.Table.from_pylist(added, schema=ctx.manifest_schema)
     prep.deletes = {p: dv.unique_sorted(np.concatenate(v)) for p, v in deletes.items()}
