@@ -28,6 +28,13 @@ MaxFailureRateOption = Annotated[
 DATASET_COLUMNS = ["dataset", "snapshot_id", "inserted", "updated", "deleted", "rejected", "note"]
 
 
+def _ingest(source: str, as_json: bool, **options: object) -> None:
+    """Run a source's ingest flow and print what it committed."""
+    from ...sources import run_ingest  # imports Prefect and the checks: only ingesting pays for that
+
+    print_result(run_ingest(source, **options), as_json)
+
+
 def label_studio(
     export: Annotated[
         Path, typer.Argument(help="Label Studio export: JSON, JSON_MIN or snapshot (recognised from the content).")
@@ -45,17 +52,15 @@ def label_studio(
 
     Rows failing the checks go to <dataset>__rejects; ingesting the same export again changes nothing.
     """
-    from ...sources import run_ingest  # imports Prefect and the checks: only ingesting pays for that
-
-    result = run_ingest(
+    _ingest(
         "label-studio",
+        as_json,
         path=str(export),
         catalog=catalog,
         project=project,
         config=str(config) if config else None,
         max_failure_rate=max_failure_rate,
     )
-    print_result(result, as_json)
 
 
 def coco(
@@ -69,17 +74,15 @@ def coco(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest a COCO instances file of a whole project; labels are checked against its categories."""
-    from ...sources import run_ingest
-
-    result = run_ingest(
+    _ingest(
         "coco",
+        as_json,
         path=str(instances),
         image_dir=str(images) if images else None,
         catalog=catalog,
         project=project,
         max_failure_rate=max_failure_rate,
     )
-    print_result(result, as_json)
 
 
 def labelbox(
@@ -91,17 +94,15 @@ def labelbox(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest a Labelbox NDJSON export in batches; malformed lines are quarantined with their line number."""
-    from ...sources import run_ingest
-
-    result = run_ingest(
+    _ingest(
         "labelbox",
+        as_json,
         path=str(export),
         chunk_lines=chunk_lines,
         catalog=catalog,
         project=project,
         max_failure_rate=max_failure_rate,
     )
-    print_result(result, as_json)
 
 
 def print_result(result: IngestResult, as_json: bool) -> None:
