@@ -1,10 +1,12 @@
-"""The orchestrated half of `labelhouse demo`: the bundled Label Studio sample through the whole path.
+"""The orchestrated half of `labelhouse demo`: the bundled Label Studio and COCO samples through the whole path.
 
-Ingest with a bad label injected (the row is quarantined, the rest commits), derive a materialized view,
-ingest the corrected export (the row commits, its reject goes away), refresh the view up to the new
-snapshot, ingest the same export again (nothing changes), and query with SQL. Flows run in this process
-on Prefect's ephemeral API unless PREFECT_API_URL names a server. The `demo` project's datasets are
-dropped first, so every run gives the same result.
+Ingest the Label Studio sample with a bad label injected (the row is quarantined, the rest commits) and
+the COCO sample, derive a materialized view, embed its labels with the packaged text model on a local
+Ray and index the embeddings, ingest the corrected export (the row commits, its reject goes away),
+refresh the view, the embeddings and the index up to the new snapshot, search the index, ingest the
+same export again (nothing changes), and query with SQL. Flows run in this process on Prefect's
+ephemeral API unless PREFECT_API_URL names a server. The demo projects' datasets are dropped first, so
+every run gives the same result.
 """
 
 from __future__ import annotations
@@ -19,15 +21,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage import Catalog
+from tasks.embeddings import embed_texts
 
+from .files import ingest_coco
 from .ingest import IngestResult
 from .label_studio import ingest_label_studio_export
 from .refresh import refresh_dataset
-from .samples import LABEL_STUDIO_CONFIG, LABEL_STUDIO_EXPORT, sample_path
+from .samples import COCO_INSTANCES, LABEL_STUDIO_CONFIG, LABEL_STUDIO_EXPORT, sample_path
 
 PROJECT = "demo"
+COCO_PROJECT = "demococo"
 ANNOTATIONS = f"{PROJECT}__annotations"
 VIEW = f"{PROJECT}__box_areas"
+EMBEDDINGS = f"{PROJECT}__label_embeddings"
+INDEX = f"{PROJECT}__label_index"
+SEARCH_TEXT = "a person riding a bike"
 BAD_LABEL = "truck"  # not in the labeling config's class map
 FIXED_LABEL = "cyclist"
 
@@ -55,17 +63,23 @@ class PipelineDemo:
     def steps(self) -> list[Step]:
         return [
             ("Ingest the Label Studio sample with a bad label", self.ingest_bad),
+            ("Ingest the COCO sample", self.ingest_coco),
             ("Materialize a view of box areas", self.materialize),
+            ("Embed the view's labels on local Ray and index them", self.embed),
             ("Ingest the corrected export", self.ingest_fixed),
-            ("Refresh the view (as the committed event does)", self.refresh),
+            ("Refresh the view, embeddings and index (as the committed event does)", self.refresh),
+            ("Search the label index", self.search),
             ("Ingest the same export again", self.ingest_again),
             ("Query with SQL", self.query),
         ]
 
     def ingest_bad(self) -> str:
         """Drop the previous run's datasets, then ingest the sample with one box relabeled to a bad label."""
-        for name in self.catalog.datasets():
+        for name in self.catalog.vector_indexes():
             if name.startswith(f"{PROJECT}__"):
+                self.catalog.drop_vector_index(name)
+        for name in self.catalog.datasets():
+            if name.startswith((f"{PROJECT}__", f"{COCO_PROJECT}__")):
                 self.catalog.drop(name)
         result = self._ingest(self._export(BAD_LABEL))
         annotations = _table(result, ANNOTATIONS)
@@ -76,11 +90,41 @@ class PipelineDemo:
             f"{annotations['rejected']} quarantined in {annotations['rejects_dataset']} ({reason['check']})"
         )
 
+    def ingest_coco(self) -> str:
+        """The bundled COCO instances file: images become items, boxes and polygons annotations; its
+        degenerate polygon is quarantined (1 of 7 rows, so the failure budget is raised to 20%)."""
+        result: IngestResult = ingest_coco(
+            str(sample_path(COCO_INSTANCES)), catalog=self.catalog.uri, project=COCO_PROJECT, max_failure_rate=0.2
+        )
+        self.runs.append(result)
+        tables = result.record()["datasets"]
+        self.facts["coco_rows"] = {t["dataset"]: t["inserted"] for t in tables}
+        self.facts["coco_quarantined"] = sum(t["rejected"] for t in tables)
+        landed = ", ".join(f"{t['dataset']}: +{t['inserted']}" for t in tables)
+        return f"{landed}; {self.facts['coco_quarantined']} quarantined"
+
     def materialize(self) -> str:
         """A view computed from the annotations, refreshed later only where they change."""
         annotations = self.catalog.dataset(ANNOTATIONS)
         view = self.catalog.materialize(VIEW, annotations.map_batches(f"{__name__}:box_areas", version="1"))
         return f"{VIEW}: {view.read_all().num_rows} rows from {ANNOTATIONS}"
+
+    def embed(self) -> str:
+        """Text embeddings of each view row's label (a view over the view), computed on a local Ray, and an
+        index over them; both follow the annotations from now on through the refresh."""
+        import ray  # started here, stopped after: the rest of the demo does not need it
+
+        started = not ray.is_initialized()
+        if started:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            view = self.catalog.dataset(VIEW).map_batches("tasks.embeddings:text_embeddings", version="1")
+            embeddings = self.catalog.materialize(EMBEDDINGS, view, engine="ray")
+        finally:
+            if started:
+                ray.shutdown()
+        index = self.catalog.create_vector_index(INDEX, EMBEDDINGS, "embedding", metric="cos")
+        return f"{EMBEDDINGS}: {embeddings.read_all().num_rows} rows embedded on Ray; {INDEX} built ({index.metric})"
 
     def ingest_fixed(self) -> str:
         """The label fixed at the source: the row commits, its reject goes away."""
@@ -99,10 +143,24 @@ class PipelineDemo:
         outcome = refresh_dataset(self.catalog.uri, ANNOTATIONS, self._refresh_to)
         view = next(d for d in outcome.dependents if d["name"] == VIEW)
         self.facts["view_keys_recomputed"] = view["keys_recomputed"]
+        index = next(d for d in outcome.dependents if d["name"] == INDEX)
+        self.facts["index_vectors_added"] = index["added"]
+        views = ", ".join(f"{d['name']} -> {d['snapshot_id']}" for d in outcome.dependents if "snapshot_id" in d)
         return (
-            f"{VIEW} -> snapshot {view['snapshot_id']} ({view['keys_recomputed']} keys recomputed); "
-            f"{ANNOTATIONS} tagged refreshed at {outcome.snapshot_id}"
+            f"{views} ({view['keys_recomputed']} view keys recomputed); {INDEX}: +{index['added']} "
+            f"-{index['removed']} vectors (incremental: {not index['full']}); {ANNOTATIONS} tagged refreshed"
         )
+
+    def search(self) -> str:
+        """The nearest labels to a sentence: the relabeled box (now a cyclist) is found by meaning."""
+        hits = self.catalog.vector_index(INDEX).search(embed_texts([SEARCH_TEXT])[0], k=3)
+        labels = self.catalog.dataset(EMBEDDINGS).take(hits.column("id").to_pylist(), columns=["id", "label"])
+        by_id = dict(zip(labels.column("id").to_pylist(), labels.column("label").to_pylist(), strict=True))
+        nearest = [by_id[i] for i in hits.column("id").to_pylist()]
+        distances = hits.column("_distance").to_pylist()
+        self.facts["nearest_labels"] = nearest
+        found = ", ".join(f"{label} ({d:.2f})" for label, d in zip(nearest, distances, strict=True))
+        return f"{SEARCH_TEXT!r}: {found}"
 
     def ingest_again(self) -> str:
         """The same content again: the idempotency key finds the earlier commits."""

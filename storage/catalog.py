@@ -30,7 +30,7 @@ from .formats import (
 from .io import ObjectStore, StoreWrapper, open_store, put_once
 from .log import LogEntry
 from .naming import check_name
-from .vector_index import VectorIndex
+from .vector_index import INDEX_FILE, VectorIndex
 from .views.evaluate import Inputs
 from .views.materialized import MaterializedView, infer_schema, read_definition, write_definition
 from .views.plan import fingerprint
@@ -352,6 +352,14 @@ class Catalog:
         if idx is None:
             raise DatasetNotFoundError(f"no vector index {name!r} in {self.uri}")
         return idx
+
+    def drop_vector_index(self, name: str) -> None:
+        """Delete a vector index and its files. Its definition goes first, so it vanishes in one step."""
+        index = self.vector_index(name)
+        store = self._store.child(index.name)
+        store.delete(INDEX_FILE)
+        for info in store.list_files():
+            store.delete(info.path)
 
     def vector_indexes(self, source: str | None = None) -> list[str]:
         """Names of the vector indexes (those over `source`, if given)."""

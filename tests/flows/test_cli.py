@@ -219,6 +219,10 @@ def test_demo_runs_twice_on_the_same_catalog(tmp_path: Path) -> None:
     assert again["facts"]["cats_at_reviewed"] == 1 and again["facts"]["cats_now"] == 2
     assert lh_json(uri, "validate", "frames")["valid"] is True
     assert again["facts"]["reingest_new_snapshots"] == 0 and again["facts"]["rejects_after_fix"] == 0
-    demo = ["annotations", "annotations__rejects", "box_areas", "items", "items__rejects", "predictions"]
-    demo += ["predictions__rejects"]
-    assert sorted(os.listdir(uri)) == ["_catalog.json", *(f"demo__{name}" for name in demo), "frames"]
+    assert again["facts"]["coco_quarantined"] == 1 and again["facts"]["nearest_labels"][0] == "cyclist"
+    assert again["facts"]["index_vectors_added"] > 0
+    demo = ["annotations", "annotations__rejects", "box_areas", "items", "items__rejects", "label_embeddings"]
+    demo += ["label_index", "predictions", "predictions__rejects"]
+    coco = ["annotations", "annotations__rejects", "items", "items__rejects", "predictions"]
+    listed = ["_catalog.json", *(f"demo__{name}" for name in demo), *(f"demococo__{name}" for name in coco)]
+    assert sorted(os.listdir(uri)) == sorted([*listed, "frames"])
