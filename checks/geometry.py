@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from .report import RowReasons
 
-_COLUMNS = ["kind", "image_width", "image_height", "box", "polygon", "keypoints", "mask", "span"]
+_COLUMNS = ["id", "kind", "image_width", "image_height", "box", "polygon", "keypoints", "mask", "span"]
+_COCO_MASKS = ("coco-rle", "coco-rle-compressed")  # masks are stored as COCO RLE; parsers convert others
 
 
 def malformed_geometry(table: pa.Table) -> RowReasons:
@@ -57,7 +58,13 @@ def _malformed(record: dict[str, Any]) -> str | None:
             if len(corners) < 3 or _area(ring) == 0:
                 return f"degenerate polygon: {len(corners)} distinct points, area {_area(ring):.1f}"
     if kind == "mask" and not (record["mask"]["rle"] or record["mask"]["rle_string"]):
-        return "mask without run-length data"
+        return f"mask {record['id']} without run-length data"
+    if kind == "mask" and record["mask"]["format"] not in _COCO_MASKS:
+        return (
+            f"mask {record['id']} is not COCO RLE: its {record['mask']['format']} data does not decode to the "
+            f"{record['image_width']}x{record['image_height']} image (cut short, or drawn on an image of another "
+            "size); fix or redraw the region at the source"
+        )
     span = record["span"] or {}
     start, end = span.get("start"), span.get("end")
     if kind == "span" and start is not None and end is not None and not 0 <= start < end:

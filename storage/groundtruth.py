@@ -67,8 +67,9 @@ BOX: Final = pa.struct(
 )
 MASK: Final = pa.struct(
     [
-        # `label-studio-rle` (Label Studio's brush encoding, bytes as ints in `rle`),
-        # `coco-rle` (counts in `rle`) or `coco-rle-compressed` (counts string in `rle_string`).
+        # `coco-rle` (counts in `rle`) or `coco-rle-compressed` (counts string in `rle_string`); Label Studio
+        # brushes arrive converted to the latter. `label-studio-rle` (its encoding, bytes as ints in `rle`)
+        # only marks a brush that did not decode: the geometry check quarantines that row with the reason.
         ("format", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from ..errors import SourceFormatError
 
 
@@ -52,3 +55,38 @@ def decode_counts(text: str) -> list[int]:
 def mask_area(counts: Sequence[int]) -> int:
     """Foreground pixels: the sum of every second run, starting with the second."""
     return sum(counts[1::2])
+
+
+def mask_counts(mask: npt.ArrayLike) -> list[int]:
+    """The counts list of a 2-D mask (non-zero is foreground), as pycocotools encodes it."""
+    flat = np.asarray(mask).ravel(order="F") != 0
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], changes, [flat.size]))).tolist()
+    return [0, *runs] if flat.size and flat[0] else runs
+
+
+def counts_mask(counts: Sequence[int], height: int, width: int) -> npt.NDArray[np.bool_]:
+    """The `height` x `width` mask of a counts list; SourceFormatError if the runs do not cover it exactly."""
+    runs = np.asarray(counts, np.int64)
+    if (runs < 0).any() or runs.sum() != height * width:
+        raise SourceFormatError(
+            f"RLE counts cover {int(runs.sum())} pixels (or hold a negative run), "
+            f"but the mask is {height}x{width} = {height * width}; re-encode the mask"
+        )
+    foreground = np.arange(runs.size) % 2 == 1
+    mask: npt.NDArray[np.bool_] = np.repeat(foreground, runs).reshape((height, width), order="F")
+    return mask
+
+
+def counts_bbox(counts: Sequence[int], height: int) -> list[float]:
+    """The [x, y, width, height] box around the foreground, as pycocotools' toBbox computes it (zeros if none)."""
+    runs = np.asarray(counts[: len(counts) // 2 * 2], np.int64)  # a trailing background run adds nothing
+    ends = np.cumsum(runs) - np.arange(runs.size) % 2  # first pixel of each foreground run, then its last
+    if not runs[1::2].any():
+        return [0.0, 0.0, 0.0, 0.0]
+    xs, ys = ends // height, ends % height
+    top, bottom = int(ys.min()), int(ys.max())
+    if (xs[0::2] < xs[1::2]).any():  # a run that wraps into the next column spans every row
+        top, bottom = 0, height - 1
+    left, right = int(xs.min()), int(xs.max())
+    return [float(left), float(top), float(right - left + 1), float(bottom - top + 1)]

@@ -4,9 +4,11 @@ Ids. An image keeps its source id when every selected item's source id is an int
 items always are, however large); otherwise images are numbered from 1. Annotations likewise keep
 integer region ids, and categories the `category_id` recorded at ingest, new labels getting the next
 free ids. Geometry is written from the canonical pixel columns: `box` as bbox (a rotated box as the
-bbox of its corners, plus its outline as the segmentation), polygons ring by ring, COCO masks as they
-were stored (or compressed with `compress_masks`). Label Studio brush masks, keypoints, spans and
-classifications have no COCO instance form and are counted in `skipped`.
+bbox of its corners, plus its outline as the segmentation), polygons ring by ring, masks (COCO RLE, as
+Label Studio brush masks are too once parsed) as stored, or compressed with `compress_masks`, their
+bbox from the mask when the source gave none; a mask is one object unless its source said `iscrowd`, and
+one drawn at another size than its image is skipped (COCO masks are at image size; we do not resample).
+Keypoints, spans and classifications have no COCO instance form and are counted in `skipped`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from storage import Catalog
 
-from ..coco.rle import decode_counts, encode_counts, mask_area
+from ..coco.rle import counts_bbox, decode_counts, encode_counts, mask_area
 from .selection import Selection, select
 
 _COCO_MASKS = ("coco-rle", "coco-rle-compressed")
@@ -46,11 +48,12 @@ def to_coco(
     rows = (selection.predictions if predictions else selection.annotations).to_pylist()
     image_ids = _integer_ids([item["source_id"] for item in items])
     by_item = {item["id"]: image_ids[i] for i, item in enumerate(items)}
+    sizes = {item["id"]: (item["width"], item["height"]) for item in items}
     category_ids = _category_ids(rows, categories)
     skipped: Counter[str] = Counter()
     exportable = []
     for row in rows:
-        reason = _unexportable(row)
+        reason = _unexportable(row, sizes[row["item_id"]])
         if reason:
             skipped[reason] += 1
         else:
@@ -119,7 +122,7 @@ def _category_ids(
     return found
 
 
-def _unexportable(row: Mapping[str, Any]) -> str | None:
+def _unexportable(row: Mapping[str, Any], image_size: tuple[int | None, int | None]) -> str | None:
     if not row["labels"]:
         return "unlabeled"
     kind: str = row["kind"]
@@ -130,6 +133,8 @@ def _unexportable(row: Mapping[str, Any]) -> str | None:
         return kind
     if kind == "box" and row["box"] is None:
         return "box without coordinates"
+    if kind == "mask" and None not in image_size and (row["mask"]["width"], row["mask"]["height"]) != image_size:
+        return "mask of another size than its image"
     return None
 
 
@@ -158,7 +163,8 @@ def _annotation(
         segmentation, area = rings, sum(_ring_area(ring) for ring in row["polygon"])
         bbox = bbox or _extent([p for ring in row["polygon"] for p in ring])
     elif row["kind"] == "mask":
-        segmentation, area = _mask(row["mask"], compress_masks)
+        segmentation, area, mask_bbox = _mask(row["mask"], compress_masks)
+        bbox = bbox or mask_bbox
     elif row["box"]["rotation"]:
         corners = _corners(row["box"])
         segmentation, bbox = [[v for point in corners for v in (point["x"], point["y"])]], _extent(corners)
@@ -201,9 +207,11 @@ def _ring_area(ring: Sequence[Mapping[str, float]]) -> float:
     return abs(sum(a["x"] * b["y"] - b["x"] * a["y"] for a, b in pairs)) / 2
 
 
-def _mask(mask: Mapping[str, Any], compress: bool) -> tuple[dict[str, Any], int]:
+def _mask(mask: Mapping[str, Any], compress: bool) -> tuple[dict[str, Any], int, list[float]]:
+    """The RLE segmentation, area and bbox of a stored mask."""
     counts: list[int] = mask["rle"] if mask["rle"] is not None else decode_counts(mask["rle_string"])
     written: Any = mask["rle_string"] if mask["rle_string"] is not None else counts
     if compress:
         written = encode_counts(counts)
-    return {"size": [mask["height"], mask["width"]], "counts": written}, mask_area(counts)
+    segmentation = {"size": [mask["height"], mask["width"]], "counts": written}
+    return segmentation, mask_area(counts), counts_bbox(counts, mask["height"])

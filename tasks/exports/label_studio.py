@@ -1,9 +1,9 @@
 """Label Studio import JSON: one task per item, its regions as predictions (pre-annotations).
 
 Regions are written from the canonical columns, in percent of the image size as Label Studio wants:
-`rectanglelabels`, `polygonlabels` (one result per ring), `keypointlabels` (one per point), brush
-masks in Label Studio's RLE, `choices`, `textarea`, text spans (`labels`, offsets in UTF-16 code units as
-Label Studio's frontend counts them) and relations; per-region
+`rectanglelabels`, `polygonlabels` (one result per ring), `keypointlabels` (one per point), masks
+(COCO RLE, from any source) as brush masks in Label Studio's RLE, `choices`, `textarea`, text spans
+(`labels`, offsets in UTF-16 code units as Label Studio's frontend counts them) and relations; per-region
 classifications recorded as Label Studio values (`attributes`) come back as results sharing the
 region's id. Each source submission becomes one prediction, so the regions of one labeling act stay
 together. Control names: `controls` (by kind) if given, else the row's own (Label Studio rows), else
@@ -21,6 +21,8 @@ from typing import Any
 
 from storage import Catalog
 
+from ..coco.rle import counts_mask, decode_counts
+from ..label_studio.brush import encode_brush
 from ..label_studio.items import text_lookup
 from .selection import Selection, select
 
@@ -128,6 +130,8 @@ def _results(
         return None
     result_type = _RESULT_TYPE[kind]
     width, height = region["image_width"] or item["width"], region["image_height"] or item["height"]
+    if kind == "mask":  # the brush RLE is drawn at the mask's own size
+        width, height = region["mask"]["width"], region["mask"]["height"]
     results = []
     for index, value in enumerate(values):
         result = {**base, "type": result_type, "value": value}
@@ -165,8 +169,9 @@ def _values(region: Mapping[str, Any], item: Mapping[str, Any]) -> list[dict[str
             {"x": 100 * p["x"] / width, "y": 100 * p["y"] / height, "keypointlabels": labels}
             for p in region["keypoints"]
         ]
-    if kind == "mask" and region["mask"] and region["mask"]["format"] == "label-studio-rle":
-        return [{"format": "rle", "rle": region["mask"]["rle"], "brushlabels": labels}]
+    if kind == "mask" and region["mask"]:
+        rle = _brush_rle(region["mask"])
+        return None if rle is None else [{"format": "rle", "rle": rle, "brushlabels": labels}]
     if kind == "classification":
         return [{"choices": labels}]
     if kind == "text":
@@ -177,6 +182,14 @@ def _values(region: Mapping[str, Any], item: Mapping[str, Any]) -> list[dict[str
         start, end = _utf16(text, span["start"]), _utf16(text, span["end"])
         return [{"start": start, "end": end, "text": span["text"], "labels": labels}]
     return None
+
+
+def _brush_rle(mask: Mapping[str, Any]) -> list[int] | None:
+    """A stored mask in Label Studio's brush RLE; None for a format it cannot be drawn from."""
+    if mask["format"] not in ("coco-rle", "coco-rle-compressed"):
+        return None
+    counts = mask["rle"] if mask["rle"] is not None else decode_counts(mask["rle_string"])
+    return encode_brush(counts_mask(counts, mask["height"], mask["width"]))
 
 
 def _utf16(text: str | None, offset: int | None) -> int | None:

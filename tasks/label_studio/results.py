@@ -8,12 +8,16 @@ region's row as `attributes` (and, for text, `text`), and their source results s
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..coco.rle import encode_counts, mask_counts
+from ..errors import SourceFormatError
 from ..json_node import Node
+from .brush import decode_brush
 from .geometry import box_px, code_point_span, point_px
 
 _KIND_BY_TYPE = {
@@ -189,19 +193,22 @@ def _keypoints(value: Node, width: int | None, height: int | None) -> list[dict[
 
 
 def _mask(value: Node, width: int | None, height: int | None) -> dict[str, Any] | None:
+    """A brush region as compressed COCO RLE. A brush RLE that does not decode to the image's size is kept
+    as it came (`label-studio-rle`), so the geometry check rejects the row and the rest of the task ingests."""
     fmt = value.child("format").as_str()
-    rle = [n.as_int() for n in value.child("rle").items()]
-    if fmt is None and not rle:
+    source = value.child("rle").value
+    if (fmt is None and source is None) or width is None or height is None:
         return None
-    if any(n is None for n in rle):
-        raise value.child("rle").expect("an array of integers")
-    return {
-        "format": "label-studio-rle" if fmt == "rle" else fmt,
-        "width": width,
-        "height": height,
-        "rle": rle or None,
-        "rle_string": None,
-    }
+    rle = source if isinstance(source, list) else []
+    mask: dict[str, Any] = {"format": fmt, "width": width, "height": height, "rle": None, "rle_string": None}
+    if fmt in ("rle", None):
+        mask["format"] = "label-studio-rle"
+        with contextlib.suppress(SourceFormatError):
+            counts = encode_counts(mask_counts(decode_brush(rle, width, height)))
+            return {**mask, "format": "coco-rle-compressed", "rle_string": counts}
+    if rle and all(type(n) is int and 0 <= n <= 255 for n in rle):  # anything else is only in `raw`
+        mask["rle"] = rle
+    return mask
 
 
 def _offset(node: Node) -> int | None:

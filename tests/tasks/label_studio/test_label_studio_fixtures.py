@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage.groundtruth import ANNOTATIONS_SCHEMA, ITEMS_SCHEMA, PREDICTIONS_SCHEMA
+from tasks.coco.rle import decode_counts
 from tasks.label_studio import ExportVariant, parse_export
 
 LS_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "label-studio"
@@ -80,7 +81,8 @@ def test_image_geometry_is_in_pixels(ls_fixture):
                         {"x": 1280.0, "y": 720.0}, {"x": 0.0, "y": 720.0}]]  # fmt: skip
     assert rows["label-studio:1/annotation:1/kp1"]["keypoints"] == [{"x": 384.0, "y": pytest.approx(302.4)}]
     mask = rows["label-studio:1/annotation:1/br1"]["mask"]
-    assert (mask["format"], mask["width"], mask["height"], len(mask["rle"])) == ("label-studio-rle", 128, 72, 14)
+    assert (mask["format"], mask["width"], mask["height"], mask["rle"]) == ("coco-rle-compressed", 128, 72, None)
+    assert decode_counts(mask["rle_string"]) == [0, *[20, 52] * 128]  # the top 20 rows ("sky"), column by column
 
 
 def test_statuses_annotators_and_drafts(ls_fixture):
