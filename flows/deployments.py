@@ -6,6 +6,8 @@
   (sent by `labelhouse webhooks`) applies the webhook; one run at a time, so they apply in order.
 - `ingest-label-studio-pull/scheduled`: pulls the configured Label Studio project on a cron schedule
   (no schedule until a Label Studio URL and project are given).
+- `ingest-s3-bucket/polling`: ingests the objects new under the configured bucket prefix on a cron or
+  interval schedule (no schedule until a bucket URL is given).
 - `maintain-catalog/nightly`: compact, expire and vacuum on a cron schedule.
 - `ingest-label-studio-export/on-demand`: run by hand (UI, `prefect deployment run`) with a file path.
 
@@ -32,6 +34,7 @@ from tasks.flow_tasks.events import (
     WEBHOOK_RESOURCE_PREFIX,
 )
 
+from .bucket import ingest_s3_bucket
 from .label_studio import (
     DEFAULT_TOKEN_ENV,
     ingest_label_studio_export,
@@ -40,7 +43,7 @@ from .label_studio import (
 )
 from .maintenance import maintain_catalog
 from .refresh import refresh_dataset
-from .settings import DEFAULT_MAINTENANCE_CRON, DEFAULT_PULL_CRON
+from .settings import DEFAULT_BUCKET_CRON, DEFAULT_MAINTENANCE_CRON, DEFAULT_PULL_CRON
 
 TAGS = ["labelhouse"]
 
@@ -57,6 +60,10 @@ class ServeOptions:
     label_studio_project: int | None = None
     label_studio_config: str | None = None
     token_env: str = DEFAULT_TOKEN_ENV
+    bucket_url: str | None = None  # s3://bucket/prefix to poll
+    bucket_endpoint_url: str | None = None
+    bucket_cron: str = DEFAULT_BUCKET_CRON
+    bucket_interval_seconds: int | None = None  # polls at this interval instead of `bucket_cron` when set
 
 
 def committed_trigger(catalog_uri: str) -> DeploymentEventTrigger:
@@ -111,6 +118,19 @@ def build_deployments(options: ServeOptions) -> list[RunnerDeployment]:
                 "config": options.label_studio_config,
                 **({"base_url": options.label_studio_url} if options.label_studio_url else {}),
                 **({"label_studio_project": options.label_studio_project} if options.label_studio_project else {}),
+            },
+            concurrency_limit=1,
+        ),
+        _deployment(
+            ingest_s3_bucket,
+            "polling",
+            cron=options.bucket_cron if options.bucket_url and not options.bucket_interval_seconds else None,
+            interval=options.bucket_interval_seconds if options.bucket_url else None,
+            parameters={
+                "catalog": catalog,
+                "project": options.project,
+                "endpoint_url": options.bucket_endpoint_url,
+                **({"url": options.bucket_url} if options.bucket_url else {}),
             },
             concurrency_limit=1,
         ),

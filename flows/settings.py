@@ -8,3 +8,4 @@ DEFAULT_PROJECT = "default"
 MAX_FAILURE_RATE = 0.1  # above this share of failing rows in a table, a batch is refused, not quarantined
 DEFAULT_MAINTENANCE_CRON = "0 3 * * *"  # nightly
 DEFAULT_PULL_CRON = "*/15 * * * *"
+DEFAULT_BUCKET_CRON = "*/5 * * * *"

@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Collection
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -50,6 +52,7 @@ class BatchInfo:
     class_map: ClassMap | None = None
     relation_labels: Collection[str] | None = None
     sync_state: SyncState | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)  # extra items-commit properties
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,39 @@ def staging_dir(run_id: str, batch: int) -> Path:
     return run_root(run_id) / f"batch-{batch:05d}"
 
 
+def staging_root() -> Path:
+    """The directory holding a directory of staged batches per flow run."""
+    return Path(os.environ.get(STAGING_ENV) or tempfile.gettempdir()) / "labelhouse-staging"
+
+
 def run_root(run_id: str) -> Path:
     """The directory holding every staged batch of run `run_id`."""
-    return Path(os.environ.get(STAGING_ENV) or tempfile.gettempdir()) / "labelhouse-staging" / run_id
+    return staging_root() / run_id
 
 
 def discard_run(run_id: str) -> None:
     """Remove a run's staged batches (once they are committed)."""
     shutil.rmtree(run_root(run_id), ignore_errors=True)
+
+
+def discard_stale_runs(older_than: timedelta) -> list[str]:
+    """Remove the staged batches of runs that wrote nothing for `older_than`; returns their run ids.
+
+    A run that ends removes its own; these are what killed runs left behind (a rerun is a new flow run,
+    with a directory of its own).
+    """
+    root = staging_root()
+    cutoff = time.time() - older_than.total_seconds()
+    stale = []
+    for run in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            last_write = max(p.stat().st_mtime for p in [run, *run.rglob("*")])
+        except FileNotFoundError:  # its run is removing it right now
+            continue
+        if last_write <= cutoff:
+            shutil.rmtree(run, ignore_errors=True)
+            stale.append(run.name)
+    return stale
 
 
 def stage_batch(batch: ParsedBatch, directory: Path) -> StagedBatch:

@@ -28,17 +28,16 @@ commit re-pulls from the old watermark and loses nothing; once committed, nothin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..errors import SourceError, SourceFormatError
+from ..watermarks import decode_watermark, encode_watermark, iso, trailing_since
 from .api import JSON, TaskVersion, parse_timestamp
 
 DEFAULT_OVERLAP = timedelta(seconds=10)
-_FORMAT = 1
 
 
 class TaskSource(Protocol):
@@ -65,34 +64,32 @@ class Watermark:
 
     def to_json(self) -> str:
         """A compact JSON string, e.g. for a commit's properties."""
-        return json.dumps(
+        return encode_watermark(
             {
-                "format": _FORMAT,
                 "project_id": self.project_id,
-                "since": _iso(self.since) if self.since is not None else None,
-                "seen": {str(i): _iso(t) for i, t in sorted(self.seen.items())},
-            },
-            separators=(",", ":"),
+                "since": iso(self.since) if self.since is not None else None,
+                "seen": {str(i): iso(t) for i, t in sorted(self.seen.items())},
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Watermark:
         """Parse `to_json()` output; SourceFormatError if it is something else."""
-        try:
-            value = json.loads(text)
-            if value.get("format") != _FORMAT:
-                raise ValueError(f"unknown format {value.get('format')!r}")
+
+        def build(value: dict[str, Any]) -> Watermark:
             since = value["since"]
             return cls(
                 project_id=int(value["project_id"]),
                 since=parse_timestamp(since) if since is not None else None,
                 seen={int(i): parse_timestamp(t) for i, t in value["seen"].items()},
             )
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise SourceFormatError(
-                f"not a Label Studio pull watermark ({exc}): {text[:200]!r}; pass the string a previous "
-                f"pull's Watermark.to_json() produced, or no watermark to pull everything"
-            ) from None
+
+        return decode_watermark(
+            text,
+            build,
+            what="a Label Studio pull watermark",
+            fix="pass the string a previous pull's Watermark.to_json() produced, or no watermark to pull everything",
+        )
 
 
 def pull_changed_tasks(
@@ -133,8 +130,7 @@ def pull_changed_tasks(
         versions[returned.id] = max(versions[returned.id], returned.updated_at)
     since = previous.since
     if listed:
-        trailing = max(v.updated_at for v in listed.values()) - overlap
-        since = trailing if since is None else max(since, trailing)
+        since = trailing_since(since, max(v.updated_at for v in listed.values()), overlap)
     seen = {i: t for i, t in versions.items() if since is None or t >= since}
     return tasks, Watermark(project_id, since, seen)
 
@@ -178,7 +174,3 @@ def _task_version(task: Any) -> TaskVersion:
         raise SourceFormatError(
             f"a task from the Label Studio export lacks a valid id or updated_at ({exc}): {str(task)[:200]}"
         ) from None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()

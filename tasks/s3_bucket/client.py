@@ -1,4 +1,4 @@
-"""How to reach a bucket: boto3 client options (endpoint, region, credentials, connection pool)."""
+"""How to reach a bucket: `s3://bucket/prefix` URLs and boto3 client options (endpoint, region, credentials)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ class S3Options:
                 retries={"max_attempts": self.retries, "mode": "standard"},
             ),
         )
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """The bucket and prefix of `s3://bucket/prefix` (the prefix may be empty)."""
+    scheme, _, rest = url.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme != "s3" or not bucket:
+        raise SourceError(f"{url!r} is not an S3 URL: write s3://bucket or s3://bucket/prefix")
+    return bucket, prefix

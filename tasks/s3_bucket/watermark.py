@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
 from storage import Dataset
 
-from ..errors import SourceFormatError
-
-_FORMAT = 1
+from ..watermarks import decode_watermark, encode_watermark, iso
 
 
 def property_name(bucket: str, prefix: str) -> str:
@@ -33,29 +32,29 @@ def property_name(bucket: str, prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Watermark:
+    """How far the ingest of one bucket prefix got; see the module docstring. Serialize with `to_json()`."""
+
     bucket: str
     prefix: str
     since: datetime | None = None
     last_key: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
+        """A compact JSON string for the items commit's properties."""
+        return encode_watermark(
             {
-                "format": _FORMAT,
                 "bucket": self.bucket,
                 "prefix": self.prefix,
-                "since": self.since.astimezone(UTC).isoformat() if self.since else None,
+                "since": iso(self.since) if self.since else None,
                 "last_key": self.last_key,
-            },
-            separators=(",", ":"),
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Watermark:
-        try:
-            value = json.loads(text)
-            if value.get("format") != _FORMAT:
-                raise ValueError(f"unknown format {value.get('format')!r}")
+        """Parse `to_json()` output; SourceFormatError if it is something else."""
+
+        def build(value: dict[str, Any]) -> Watermark:
             since = value["since"]
             return cls(
                 bucket=value["bucket"],
@@ -63,11 +62,14 @@ class Watermark:
                 since=datetime.fromisoformat(since) if since else None,
                 last_key=value.get("last_key"),
             )
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise SourceFormatError(
-                f"not an S3 ingest watermark ({exc}): {text[:200]!r}; it was written by another tool or "
-                "version: restore the items dataset to a version with a valid watermark, or ingest from scratch"
-            ) from None
+
+        return decode_watermark(
+            text,
+            build,
+            what="an S3 ingest watermark",
+            fix="it was written by another tool or version: restore the items dataset to a version with a valid "
+            "watermark, or ingest from scratch",
+        )
 
 
 def latest_watermark(items: Dataset, bucket: str, prefix: str) -> Watermark:

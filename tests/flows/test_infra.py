@@ -57,6 +57,8 @@ def test_prefect_deploy_puts_the_deployments_on_a_worker_that_runs_them(
         "LABEL_STUDIO_URL": "http://127.0.0.1:1",
         "LABEL_STUDIO_PROJECT": "1",
         "LABELHOUSE_PULL_CRON": "0 0 1 1 *",
+        "LABELHOUSE_BUCKET_URL": "s3://labelhouse-deploy-test/incoming/",
+        "LABELHOUSE_BUCKET_CRON": "0 0 1 1 *",
         "LABELHOUSE_MAINTENANCE_CRON": "0 0 1 1 *",
         "LABELHOUSE_WORK_POOL": "labelhouse",
     }

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ...settings import DEFAULT_MAINTENANCE_CRON, DEFAULT_PROJECT, DEFAULT_PULL_CRON
+from ...settings import DEFAULT_BUCKET_CRON, DEFAULT_MAINTENANCE_CRON, DEFAULT_PROJECT, DEFAULT_PULL_CRON
 from ..options import DEFAULT_CATALOG, CatalogOption
 from .ingest import ProjectOption
 
@@ -44,13 +44,36 @@ def serve(
     label_studio_config: Annotated[
         str | None, typer.Option("--label-studio-config", help="Labeling config XML to check pulled labels against.")
     ] = None,
+    bucket_url: Annotated[
+        str | None,
+        typer.Option("--bucket-url", envvar="LABELHOUSE_BUCKET_URL", help="s3://bucket/prefix to poll."),
+    ] = None,
+    bucket_endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket-endpoint-url", envvar="LABELHOUSE_BUCKET_ENDPOINT_URL", help="The bucket's S3 endpoint."
+        ),
+    ] = None,
+    bucket_cron: Annotated[
+        str, typer.Option("--bucket-cron", envvar="LABELHOUSE_BUCKET_CRON", help="When the bucket is polled.")
+    ] = DEFAULT_BUCKET_CRON,
+    bucket_interval: Annotated[
+        int | None,
+        typer.Option(
+            "--bucket-interval",
+            min=1,
+            envvar="LABELHOUSE_BUCKET_INTERVAL",
+            help="Poll the bucket every this many seconds instead of on --bucket-cron.",
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many flow runs at once.")] = None,
     catalog: CatalogOption = DEFAULT_CATALOG,
 ) -> None:
     """Register every deployment (schedules and event triggers) and run their flow runs until interrupted.
 
     The pull is scheduled once --label-studio-url and --label-studio-project are given; the token is read
-    from $LABEL_STUDIO_TOKEN by each run.
+    from $LABEL_STUDIO_TOKEN by each run. The bucket is polled once --bucket-url is given; its credentials
+    come from the AWS environment of this process.
     """
     _require_prefect_api()
     from ...deployments import ServeOptions, serve_all  # imports Prefect and every flow
@@ -63,6 +86,10 @@ def serve(
         label_studio_url=label_studio_url,
         label_studio_project=label_studio_project,
         label_studio_config=label_studio_config,
+        bucket_url=bucket_url,
+        bucket_endpoint_url=bucket_endpoint_url,
+        bucket_cron=bucket_cron,
+        bucket_interval_seconds=bucket_interval,
     )
     serve_all(options, limit=limit)
 

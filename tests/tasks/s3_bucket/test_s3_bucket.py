@@ -84,7 +84,7 @@ def test_ingest_new_objects_rerun_and_crash(moto_s3, bucket, tmp_path, monkeypat
 
     # A crash (lost connection) while downloading the second batch: the first is committed with its
     # watermark; the rerun neither skips nor duplicates anything.
-    real_item = bucket_ingest._item
+    real_fetch = bucket_ingest._fetch
     calls = 0
 
     def fail_in_second_batch(*args, **kwargs):
@@ -92,13 +92,13 @@ def test_ingest_new_objects_rerun_and_crash(moto_s3, bucket, tmp_path, monkeypat
         calls += 1
         if calls > 1000:
             raise ConnectionError("connection lost")
-        return real_item(*args, **kwargs)
+        return real_fetch(*args, **kwargs)
 
-    monkeypatch.setattr(bucket_ingest, "_item", fail_in_second_batch)
+    monkeypatch.setattr(bucket_ingest, "_fetch", fail_in_second_batch)
     with pytest.raises(ConnectionError):
         ingest_prefix(catalog, "bkt", bucket, "frames/", options=options, batch_size=1000)
     assert catalog.dataset(items).count() == 1000
-    monkeypatch.setattr(bucket_ingest, "_item", real_item)
+    monkeypatch.setattr(bucket_ingest, "_fetch", real_fetch)
 
     result = ingest_prefix(catalog, "bkt", bucket, "frames/", options=options, batch_size=1000)
     assert (result.listed, result.new) == (OBJECTS, OBJECTS - 1000)
@@ -125,3 +125,25 @@ def test_ingest_new_objects_rerun_and_crash(moto_s3, bucket, tmp_path, monkeypat
     assert dataset.versions().num_rows == snapshots + 1
     updated = dataset.take([f"s3:{bucket}/frames/00000.png"], columns=["width"]).to_pylist()
     assert updated == [{"width": 99}]
+
+
+@pytest.mark.integration
+def test_corrupt_images_are_quarantined_and_content_restored_to_an_old_version_is_ingested(moto_s3, tmp_path):
+    catalog, name, client = Catalog(tmp_path / "lake"), moto_s3.new_bucket(), moto_s3.client()
+    client.put_object(Bucket=name, Key="broken/a.png", Body=png(2, 3))
+    client.put_object(Bucket=name, Key="broken/bad.jpg", Body=b"\xff\xd8\xff\xe0garbage")  # a segment runs off the end
+    client.put_object(Bucket=name, Key="broken/huge.png", Body=png(2**32 - 1, 1))  # a width no image has
+    first = ingest_prefix(catalog, "q", name, "broken/", options=_options(moto_s3))
+    assert first.new == 3 and [b.source_rejects for b in first.batches] == [2]
+    items = catalog.dataset(dataset_names("q")["items"])
+    assert items.read_all(columns=["source_id"])["source_id"].to_pylist() == [f"{name}/broken/a.png"]
+    rejects = catalog.dataset(dataset_names("q")["items"] + "__rejects").read_all().to_pylist()
+    where = f"s3://{name}/broken/#/broken~1"
+    assert sorted(r["row_key"] for r in rejects) == [f"{where}bad.jpg", f"{where}huge.png"]
+    assert all("corrupt or truncated" in r["reason"] and json.loads(r["row"])["text"] for r in rejects)
+
+    # An object overwritten, then put back as it was: the ETag of an earlier batch, and still a change.
+    for size in ((2, 3), (5, 5), (2, 3)):
+        client.put_object(Bucket=name, Key="ok/a.png", Body=png(*size))
+        assert ingest_prefix(catalog, "q", name, "ok/", options=_options(moto_s3)).new == 1
+        assert items.take([f"s3:{name}/ok/a.png"], columns=["width"]).to_pylist() == [{"width": size[0]}]
