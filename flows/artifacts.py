@@ -38,8 +38,10 @@ class ProgressArtifact:
     def __init__(self, key: str, total_steps: int, description: str) -> None:
         self._total = max(total_steps, 1)
         self._done = 0
+        # Nothing to do is done: a run with no steps shows 100%, not a bar stuck at 0.
+        start = 0.0 if total_steps > 0 else 100.0
         # Called from sync code, these return the id (the async variant would be awaited instead).
-        self._id = cast(UUID, create_progress_artifact(0.0, key=key, description=description))
+        self._id = cast(UUID, create_progress_artifact(start, key=key, description=description))
 
     def step(self, count: int = 1) -> None:
         """Mark `count` more steps done."""

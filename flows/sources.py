@@ -1,7 +1,7 @@
 """The ingest flows by source name: what `labelhouse ingest <source>` runs and `labelhouse serve` deploys.
 
-A source plugs in with a flow that stages its batches and hands them to `flows.ingest.commit_batches`,
-and one entry here.
+A source plugs in with a flow that stages its batches and hands them to `flows.ingest.commit_batches`
+(or, like WebDataset, has workers write data files and commits them once), and one entry here.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from typing import Any
 
 from prefect import Flow
 
+from .bucket import ingest_s3_bucket
 from .files import ingest_coco, ingest_labelbox
 from .ingest import IngestResult
 from .label_studio import ingest_label_studio_export, ingest_label_studio_pull, ingest_label_studio_webhook
+from .webdataset import ingest_webdataset
 
 IngestFlow = Flow[..., IngestResult]
 
@@ -22,6 +24,8 @@ SOURCES: dict[str, IngestFlow] = {
     "label-studio-webhook": ingest_label_studio_webhook,
     "coco": ingest_coco,
     "labelbox": ingest_labelbox,
+    "s3-bucket": ingest_s3_bucket,
+    "webdataset": ingest_webdataset,
 }
 
 

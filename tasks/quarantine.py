@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from checks import CheckReport, row_keys
-from storage import Catalog, Dataset, InvalidInputError, Snapshot
+from storage import Catalog, InvalidInputError, Snapshot
 
 from .errors import BatchRejectedError
 
@@ -78,23 +79,51 @@ def commit_with_quarantine(
         if good.num_rows
         else None
     )
-    rejects = catalog.create_dataset(rejects_name(dataset), REJECTS_SCHEMA, primary_keys=["id"], exist_ok=True)
-    rejected = _record_rejects(rejects, target, batch, report, idempotency_key, dataset)
+    keys = row_keys(batch, target.primary_keys)
+    rejected = _record_rejects(catalog, dataset, rejected_rows(batch, report), keys, idempotency_key)
     return QuarantineOutcome(
         committed=committed, rejected=rejected, good_rows=good.num_rows, rejected_rows=len(failing)
     )
 
 
-def _record_rejects(
-    rejects: Dataset,
-    target: Dataset,
-    batch: pa.Table,
-    report: CheckReport,
-    idempotency_key: str | None,
+def commit_files_with_quarantine(
+    catalog: Catalog,
     dataset: str,
-) -> Snapshot | None:
+    files: Sequence[dict[str, Any]],
+    report: CheckReport,
+    rejected: pa.Table,
+    keys: Sequence[Any],
+    *,
+    max_failure_rate: float = 0.1,
+    idempotency_key: str | None = None,
+    message: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> QuarantineOutcome:
+    """commit_with_quarantine for a batch that parallel workers checked and wrote themselves: `files`
+    (from `Dataset.write_files`) hold its passing rows, `rejected` the `rejected_rows` of its failing
+    ones, `keys` every row's primary key; `report` covers the whole batch. One snapshot of `dataset`."""
+    if report.failure_rate > max_failure_rate:
+        raise BatchRejectedError(_rejection_message(dataset, report, max_failure_rate))
+    committed = (
+        catalog.dataset(dataset).commit_files(
+            files, "upsert", idempotency_key=idempotency_key, message=message, properties=properties
+        )
+        if files
+        else None
+    )
+    failing = len(report.failing_rows)
+    return QuarantineOutcome(
+        committed=committed,
+        rejected=_record_rejects(catalog, dataset, rejected, keys, idempotency_key),
+        good_rows=report.row_count - failing,
+        rejected_rows=failing,
+    )
+
+
+def rejected_rows(batch: pa.Table, report: CheckReport) -> pa.Table:
+    """The rows of the rejects dataset for `batch`'s failing rows: one per row and failed check."""
     failed_rows = batch.take(pa.array([failed.row for failed in report.failing_rows], pa.int64())).to_pylist()
-    new = pa.Table.from_pylist(
+    return pa.Table.from_pylist(
         [
             _reject(row, _key_text(failed.key), check, reason)
             for failed, row in zip(report.failing_rows, failed_rows, strict=True)
@@ -102,11 +131,18 @@ def _record_rejects(
         ],
         schema=REJECTS_SCHEMA,
     )
+
+
+def _record_rejects(
+    catalog: Catalog, dataset: str, new: pa.Table, keys: Sequence[Any], idempotency_key: str | None
+) -> Snapshot | None:
+    """Upsert a batch's new rejects and drop the earlier rejects of its rows (`keys`) that no longer apply."""
+    rejects = catalog.create_dataset(rejects_name(dataset), REJECTS_SCHEMA, primary_keys=["id"], exist_ok=True)
     snapshot = None
     if new.num_rows:
         key = f"{idempotency_key}:rejects" if idempotency_key else None
         snapshot = rejects.upsert(new, idempotency_key=key, message=f"rejected rows of {dataset}")
-    batch_keys = [_key_text(k) for k in row_keys(batch, target.primary_keys)]
+    batch_keys = [_key_text(k) for k in keys]
     earlier = rejects.read_all(filter=pc.field("row_key").isin(pa.array(batch_keys, pa.string())), columns=["id"])
     stale = sorted(set(earlier["id"].to_pylist()) - set(new["id"].to_pylist()))
     if stale:

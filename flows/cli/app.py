@@ -81,6 +81,8 @@ ingest_app = typer.Typer(
 ingest_app.command("label-studio")(_exit_1_on_storage_errors(ingest.label_studio))
 ingest_app.command("coco")(_exit_1_on_storage_errors(ingest.coco))
 ingest_app.command("labelbox")(_exit_1_on_storage_errors(ingest.labelbox))
+ingest_app.command("s3-bucket")(_exit_1_on_storage_errors(ingest.s3_bucket))
+ingest_app.command("webdataset")(_exit_1_on_storage_errors(ingest.webdataset))
 app.add_typer(ingest_app)
 
 

@@ -8,6 +8,7 @@ not from Prefect's result cache.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,14 +24,17 @@ from storage.groundtruth import ensure_groundtruth
 from ..commit import commit_changes
 from ..errors import BatchRejectedError, SourceError
 from ..label_studio.api import LabelStudioClient
+from ..s3_bucket import BucketPlan, ObjectBatch, S3Options, fetch_batch, plan_prefix, split_url
+from ..webdataset.components import components_name
+from ..webdataset.ingest import Engine, OnShard, WrittenShards, commit_shards, write_shards
 from . import events
 from .checking import check_changes, check_summaries, refuse_if_too_many_fail
 from .files import coco_batch, labelbox_batches
 from .label_studio import export_batch, pull_batch, read_config, webhook_batch
 from .maintenance import MaintenanceOutcome, maintain_dataset
-from .outcome import BatchOutcome, table_outcomes
+from .outcome import BatchOutcome, TableOutcome, table_outcomes
 from .refresh import RefreshOutcome, refresh_dependents
-from .staging import TABLES, ParsedBatch, StagedBatch, load_staged, stage_batch, staging_dir
+from .staging import TABLES, BatchInfo, ParsedBatch, StagedBatch, load_staged, stage_batch, staging_dir
 from .sync_state import record_sync_state
 
 
@@ -128,6 +132,47 @@ def stage_labelbox(path: str, chunk_lines: int) -> list[StagedBatch]:
     return [_stage(parsed, index) for index, parsed in enumerate(labelbox_batches(path, chunk_lines, current_run_id()))]
 
 
+@task(
+    name="plan-s3-bucket", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_worth_retrying
+)
+def plan_bucket(
+    catalog: str, project: str, url: str, options: S3Options, batch_size: int, overlap_seconds: float
+) -> BucketPlan:
+    """List `s3://bucket/prefix` and cut the objects new since the last committed watermark into batches."""
+    bucket, prefix = split_url(url)
+    plan = plan_prefix(
+        Catalog(catalog),
+        project,
+        options.client(),
+        bucket,
+        prefix,
+        batch_size=batch_size,
+        overlap=timedelta(seconds=overlap_seconds),
+        flow_run_id=current_run_id(),
+    )
+    get_run_logger().info(
+        "Listed %s objects under %s: %s new or changed since %s, in %s batches",
+        plan.listed,
+        url,
+        plan.new,
+        plan.previous.since or "the first ingest",
+        len(plan.batches),
+    )
+    return plan
+
+
+@task(
+    name="stage-s3-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_worth_retrying
+)
+def stage_bucket_batch(options: S3Options, batch: ObjectBatch, threads: int, index: int) -> StagedBatch:
+    """Download a batch of objects (`threads` at a time) and stage it with the watermark that covers it."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        fetched = fetch_batch(options.client(), pool, batch, flow_run_id=current_run_id())
+    where = f"s3://{batch.watermark.bucket}/{batch.watermark.prefix}"
+    info = BatchInfo(f"{len(batch.objects)} objects from {where}", batch.idempotency_key, properties=batch.properties())
+    return _stage(ParsedBatch(fetched.changes, info, fetched.rejects), index)
+
+
 @task(name="check-batch", cache_policy=NO_CACHE)
 def check_staged(catalog: str, project: str, staged: StagedBatch, max_failure_rate: float) -> dict[str, CheckReport]:
     """Run the checks on each table of a staged batch; refuse the whole batch if a table fails too often."""
@@ -165,10 +210,19 @@ def commit_staged(
         relation_labels=staged.info.relation_labels,
         max_failure_rate=max_failure_rate,
         message=f"ingest {staged.info.source_ref}",
-        properties={"flow_run_id": run_id},
+        properties={**staged.info.properties, "flow_run_id": run_id},
         source_rejects=parsed.source_rejects,
     )
     tables = table_outcomes(cat, project, committed, reports, heads, run_started(), parsed.source_rejects)
+    _log_tables(tables)
+    if staged.info.sync_state is not None:
+        state = staged.info.sync_state
+        snapshot = record_sync_state(cat, project, state, idempotency_key=f"{key}:sync", flow_run_id=run_id)
+        get_run_logger().info("Recorded sync state of %s in snapshot %s", state.key, snapshot.id)
+    return BatchOutcome(cat.uri, project, key, tables, check_summaries(reports))
+
+
+def _log_tables(tables: list[TableOutcome]) -> None:
     logger = get_run_logger()
     for table in tables:
         logger.info(
@@ -181,11 +235,89 @@ def commit_staged(
             table.rejected,
             "" if table.new else ", committed before by an earlier run",
         )
-    if staged.info.sync_state is not None:
-        state = staged.info.sync_state
-        snapshot = record_sync_state(cat, project, state, idempotency_key=f"{key}:sync", flow_run_id=run_id)
-        logger.info("Recorded sync state of %s in snapshot %s", state.key, snapshot.id)
-    return BatchOutcome(cat.uri, project, key, tables, check_summaries(reports))
+
+
+@task(
+    name="write-webdataset-shards",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=_worth_retrying,
+)
+def write_webdataset_shards(
+    catalog: str,
+    project: str,
+    pattern: str,
+    engine: Engine,
+    workers: int | None,
+    ray_address: str | None,
+    options: S3Options,
+    on_shard: OnShard | None = None,
+) -> WrittenShards:
+    """Parse, check and write the data files of every shard in parallel (threads or Ray tasks), uncommitted."""
+    written = write_shards(
+        Catalog(catalog),
+        project,
+        pattern,
+        engine=engine,
+        workers=workers,
+        ray_address=ray_address,
+        s3=options,
+        flow_run_id=current_run_id(),
+        on_shard=on_shard,
+    )
+    shards = written.shards
+    get_run_logger().info(
+        "Wrote %s shard(s) with %s on %s: %s samples, %s failing checks, %s unreadable members",
+        len(shards),
+        "Ray" if engine == "ray" else "threads",
+        pattern,
+        sum(s.report.row_count for s in shards),
+        sum(len(s.report.failing_rows) for s in shards),
+        sum(len(s.source_rejects) for s in shards),
+    )
+    return written
+
+
+@task(
+    name="commit-webdataset-shards",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_worth_retrying,
+)
+def commit_webdataset_shards(
+    catalog: str, project: str, written: WrittenShards, max_failure_rate: float
+) -> BatchOutcome:
+    """Commit every written shard once: items (failing samples quarantined), source rejects, components."""
+    cat = Catalog(catalog)
+    groundtruth = ensure_groundtruth(cat, project)
+    heads: dict[str, int] = {table: getattr(groundtruth, table).snapshot().id for table in TABLES}
+    ingest = commit_shards(
+        cat, project, written, max_failure_rate=max_failure_rate, properties={"flow_run_id": current_run_id()}
+    )
+    none = CheckReport(row_count=0, results=(), failing_rows=())
+    reports = {"items": ingest.report, "annotations": none, "predictions": none}
+    started = run_started()
+    rejects = tuple(ingest.source_rejects)
+    tables = table_outcomes(cat, project, ingest.outcome, reports, heads, started, rejects)
+    if ingest.components is not None:
+        snap = ingest.components
+        tables.append(
+            TableOutcome(
+                table="components",
+                dataset=components_name(project),
+                snapshot_id=snap.id,
+                parent_id=snap.parent_id,
+                inserted=snap.summary.get("rows_inserted", 0),
+                updated=snap.summary.get("rows_updated", 0),
+                deleted=0,
+                rejected=0,
+                new=snap.created_at >= started,
+            )
+        )
+    _log_tables(tables)
+    return BatchOutcome(cat.uri, project, ingest.idempotency_key, tables, check_summaries(reports))
 
 
 @task(name="emit-committed", cache_policy=NO_CACHE)

@@ -1,7 +1,8 @@
 """WebDataset connector: tar shards (brace patterns) into items and their components.
 
-`ingest_shards` lives in `tasks.webdataset.ingest`; this package root imports only what parsing needs,
-so a Ray worker that runs `parse_shard` does not load the checks (Great Expectations) it never uses.
+`ingest_shards` (and `write_shards`/`commit_shards`) live in `tasks.webdataset.ingest`, the per-shard work
+of a worker in `tasks.webdataset.worker`; this package root imports only what parsing needs, so parsing a
+shard does not load the checks (Great Expectations).
 """
 
 from .components import COMPONENTS_SCHEMA, components_name, ensure_components

@@ -25,7 +25,7 @@ from storage.groundtruth import item_id
 
 from ..changes import canonical_table
 from ..json_node import escape_token
-from ..media import HEADER_BYTES, content_type, image_size, media_type
+from ..media import HEADER_BYTES, content_type, image_size, media_type, pixels
 from ..provenance import Provenance
 from ..rejects import SourceReject
 from .components import COMPONENTS_SCHEMA
@@ -55,12 +55,17 @@ class _Sample:
     files: dict[str, tuple[tarfile.TarInfo, bytes]] = field(default_factory=dict)
 
 
-def parse_shard(path: str | Path, *, source: str = SOURCE, flow_run_id: str | None = None) -> ParsedShard:
-    """Parse the tar shard at `path` (a local file) into items and components."""
-    path = Path(path)
-    content = path.read_bytes()
+def parse_shard(
+    shard: str | Path, *, content: bytes | None = None, source: str = SOURCE, flow_run_id: str | None = None
+) -> ParsedShard:
+    """Parse a tar shard into items and components: `content` if given (e.g. read from S3, `shard` being
+    its URL), else the local file `shard`."""
+    url = str(shard)
+    name = url.rsplit("/", 1)[-1]
+    if content is None:
+        content = Path(shard).read_bytes()
     sha256 = hashlib.sha256(content).hexdigest()
-    provenance = Provenance(source=source, source_ref=f"{path.name}@sha256:{sha256[:16]}", flow_run_id=flow_run_id)
+    provenance = Provenance(source=source, source_ref=f"{name}@sha256:{sha256[:16]}", flow_run_id=flow_run_id)
     rejects: list[SourceReject] = []
     metadata: dict[str, bytes] = {}
     samples: list[_Sample] = []
@@ -68,15 +73,15 @@ def parse_shard(path: str | Path, *, source: str = SOURCE, flow_run_id: str | No
         try:
             samples = _read_samples(content, provenance, rejects, metadata)
         except tarfile.TarError as exc:
-            reason = f"{path}: not a readable tar archive ({exc}); rewrite the shard"
+            reason = f"{url}: not a readable tar archive ({exc}); rewrite the shard"
             rejects.append(SourceReject(provenance.source_ref, "", reason, content[:200].decode("latin-1")))
     items, components = [], []
     for sample in samples:
-        item, parts = _rows(sample, path.name, provenance)
+        item, parts = _rows(sample, name, provenance)
         items.append(item)
         components.extend(parts)
     return ParsedShard(
-        shard=str(path),
+        shard=url,
         sha256=sha256,
         items=canonical_table("items", items),
         components=pa.Table.from_pylist(components, schema=COMPONENTS_SCHEMA),
@@ -160,8 +165,8 @@ def _rows(sample: _Sample, shard: str, provenance: Provenance) -> tuple[dict[str
         "source_id": sample.key,
         "media_type": media_type(described[main]["content_type"]),
         "uri": None,
-        "width": size.width if size else None,
-        "height": size.height if size else None,
+        "width": pixels(size.width) if size else None,
+        "height": pixels(size.height) if size else None,
         "data": raw,
         "blob": main_data,
         **provenance.columns(raw, pointer),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Group
@@ -99,6 +99,88 @@ def labelbox(
         as_json,
         path=str(export),
         chunk_lines=chunk_lines,
+        catalog=catalog,
+        project=project,
+        max_failure_rate=max_failure_rate,
+    )
+
+
+def s3_bucket(
+    url: Annotated[str, typer.Argument(help="The objects to ingest: s3://bucket or s3://bucket/prefix.")],
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option("--endpoint-url", help="An S3-compatible endpoint (MinIO, moto); default: AWS."),
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="The bucket's region.")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile to take credentials from.")] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Parallel downloads.")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Objects per committed batch.")] = 1000,
+    project: ProjectOption = DEFAULT_PROJECT,
+    max_failure_rate: MaxFailureRateOption = 0.1,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest the objects under an S3 prefix that are new or changed since the last ingest of it.
+
+    Each object is an item with its bytes, sha256, content type and image size; corrupt images are
+    quarantined with the reason. Credentials come from the AWS environment, profile or role.
+    """
+    _ingest(
+        "s3-bucket",
+        as_json,
+        url=url,
+        endpoint_url=endpoint_url,
+        region=region,
+        profile=profile,
+        threads=threads,
+        batch_size=batch_size,
+        catalog=catalog,
+        project=project,
+        max_failure_rate=max_failure_rate,
+    )
+
+
+def webdataset(
+    pattern: Annotated[
+        str,
+        typer.Argument(
+            help="Shards: paths or s3://bucket/keys with brace ranges, e.g. 'data/train-{000000..000099}.tar' "
+            "(quote it so the shell leaves the braces alone)."
+        ),
+    ],
+    engine: Annotated[
+        Literal["local", "ray"],
+        typer.Option("--engine", help="local: threads of this process; ray: Ray tasks, one per shard."),
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Threads, or CPUs of the local Ray started for the run.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="A running Ray cluster (default: the running or a local Ray).")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option("--endpoint-url", help="For s3:// shards: an S3-compatible endpoint (MinIO, moto)."),
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="For s3:// shards: the bucket's region.")] = None,
+    project: ProjectOption = DEFAULT_PROJECT,
+    max_failure_rate: MaxFailureRateOption = 0.1,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest WebDataset tar shards in parallel, all in one commit; ingesting the same shards again changes nothing.
+
+    Samples failing the checks and unusable members (links, paths outside the shard) are quarantined.
+    """
+    _ingest(
+        "webdataset",
+        as_json,
+        pattern=pattern,
+        engine=engine,
+        workers=workers,
+        ray_address=ray_address,
+        endpoint_url=endpoint_url,
+        region=region,
         catalog=catalog,
         project=project,
         max_failure_rate=max_failure_rate,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import struct
 import tarfile
 import zlib
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from storage import Catalog
-from storage.groundtruth import dataset_names
-from tasks.errors import SourceError
+from storage.groundtruth import dataset_names, ensure_groundtruth
+from tasks.errors import BatchRejectedError, SourceError
 from tasks.quarantine import rejects_name
-from tasks.webdataset import components_name, expand_pattern, parse_shard
+from tasks.s3_bucket import S3Options
+from tasks.webdataset import components_name, ensure_components, expand_pattern, parse_shard, worker
 from tasks.webdataset.ingest import ingest_shards
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "webdataset" / "webdataset-000000.tar"
@@ -152,3 +154,89 @@ def test_ray_engine_gives_the_same_rows(tmp_path):
     assert (on_ray.samples, on_ray.shards) == (local.samples, local.shards)
     read = [Catalog(tmp_path / d).dataset("wd__items").read_all(columns=["id", "data"]).sort_by("id") for d in "ab"]
     assert read[0].equals(read[1])
+
+
+def test_a_header_beyond_int32_leaves_the_size_unknown(tmp_path):
+    shard = write_shard(tmp_path / "wide.tar", [("wide.png", png(2**31, 1)), ("ok.png", png(2, 2))])
+    parsed = parse_shard(shard)
+    assert parsed.items.select(["id", "width", "height"]).to_pylist() == [
+        {"id": "webdataset:wide", "width": None, "height": 1},
+        {"id": "webdataset:ok", "width": 2, "height": 2},
+    ]
+
+
+def test_a_worker_writes_passing_samples_without_committing(tmp_path):
+    catalog = Catalog(tmp_path / "lake")
+    shard = write_shard(
+        tmp_path / "w-0.tar",
+        [("a.png", png(3, 2)), ("a.cls", b"1"), ("dup.png", png(1, 1)), ("dup.cls", b"2"), ("b.txt", b"text")],
+    )
+    items, components = ensure_groundtruth(catalog, "wd").items, ensure_components(catalog, "wd")
+    written = worker.write_shard(catalog, "wd", str(shard), duplicates={"webdataset:dup": "dup is elsewhere too"})
+    files = pickle.loads(pickle.dumps(written))  # what a Ray task hands back
+    assert files.keys == ["webdataset:a", "webdataset:dup", "webdataset:b"]
+    assert (items.versions().num_rows, items.count()) == (1, 0)  # data files written, nothing committed
+    [failing] = files.report.failing_rows
+    assert (failing.key, failing.reasons) == ("webdataset:dup", (("unique_primary_key", "dup is elsewhere too"),))
+    assert not files.report.result("unique_primary_key").passed
+    assert files.rejected["row_key"].to_pylist() == ["webdataset:dup"]
+    assert sum(f["rows"] for f in files.items) == 2  # a and b; the failing sample's row is in no file
+    assert sum(f["rows"] for f in files.components) == 1  # a.cls; dup.cls belongs to a failing sample
+    items.commit_files(files.items, idempotency_key="k")
+    components.commit_files(files.components, idempotency_key="k")
+    assert sorted(items.read_all(columns=["id"])["id"].to_pylist()) == ["webdataset:a", "webdataset:b"]
+    assert components.read_all(columns=["id"])["id"].to_pylist() == ["webdataset:a/cls"]
+
+
+def _shared_key_shards(tmp_path: Path) -> str:
+    write_shard(tmp_path / "d-0.tar", [("same.png", png(2, 2)), ("same.cls", b"0"), ("x.png", png(2, 2))])
+    write_shard(tmp_path / "d-1.tar", [("same.png", png(3, 3)), ("y.png", png(2, 2)), ("z.png", png(2, 2))])
+    return str(tmp_path / "d-{0..1}.tar")
+
+
+def test_a_key_in_two_shards_is_quarantined_in_both(tmp_path):
+    catalog = Catalog(tmp_path / "lake")
+    result = ingest_shards(catalog, "wd", _shared_key_shards(tmp_path), workers=2, max_failure_rate=0.5)
+    assert (result.samples, result.outcome.rejected_rows) == (5, 2)
+    items = catalog.dataset(dataset_names("wd")["items"])
+    assert sorted(items.read_all(columns=["id"])["id"].to_pylist()) == ["webdataset:x", "webdataset:y", "webdataset:z"]
+    assert [v["operation"] for v in items.versions().to_pylist()] == ["create", "upsert"]
+    rejects = catalog.dataset(rejects_name(items.name)).read_all().to_pylist()
+    assert [r["check"] for r in rejects] == ["unique_primary_key"] * 2
+    assert "appears in 2 shards (d-0.tar, d-1.tar)" in rejects[0]["reason"]
+    assert catalog.dataset(components_name("wd")).count() == 0  # same.cls went with its sample
+
+
+def test_too_many_failing_samples_commit_nothing(tmp_path):
+    catalog = Catalog(tmp_path / "lake")
+    with pytest.raises(BatchRejectedError, match="nothing was written"):
+        ingest_shards(catalog, "wd", _shared_key_shards(tmp_path))  # 2 of 5 samples fail, above 10%
+    assert catalog.dataset(dataset_names("wd")["items"]).count() == 0
+    assert catalog.dataset(components_name("wd")).versions().num_rows == 1  # created, nothing committed
+
+
+def test_shards_on_s3(tmp_path, moto_s3):
+    bucket = moto_s3.new_bucket()
+    client = moto_s3.client()
+    for n in range(2):
+        shard = write_shard(tmp_path / f"s-{n}.tar", [(f"s{n}.png", png(5, 4)), (f"s{n}.cls", str(n).encode())])
+        client.put_object(Bucket=bucket, Key=f"shards/train-{n:03d}.tar", Body=shard.read_bytes())
+    client.put_object(Bucket=bucket, Key="shards/train-002.tar", Body=b"")  # an empty shard
+    s3 = S3Options(**moto_s3.options)
+    catalog = Catalog(tmp_path / "lake")
+    pattern = f"s3://{bucket}/shards/train-{{000..002}}.tar"
+    result = ingest_shards(catalog, "wd", pattern, s3=s3, workers=2)
+    assert (result.shards, result.samples, result.bytes_read) == (3, 2, sum(len(b) for b in _bodies(client, bucket)))
+    row = catalog.dataset("wd__items").take(["webdataset:s1"], columns=["width", "source_ref", "data"]).to_pylist()[0]
+    assert row["width"] == 5 and row["source_ref"].startswith("train-001.tar@sha256:")
+    assert json.loads(row["data"])["__url__"] == "train-001.tar"
+    assert catalog.dataset(components_name("wd")).count() == 2
+    assert ingest_shards(catalog, "wd", pattern, s3=s3).idempotency_key == result.idempotency_key
+    assert catalog.dataset("wd__items").versions().num_rows == 2  # created, one commit
+    with pytest.raises(SourceError, match=r"1 shard\(s\) not found.*train-003"):
+        ingest_shards(catalog, "wd", f"s3://{bucket}/shards/train-{{002..003}}.tar", s3=s3)
+
+
+def _bodies(client, bucket):
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+    return [client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed]
