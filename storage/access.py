@@ -29,7 +29,7 @@ from . import manifest as mf
 from .datafiles import Layout
 from .errors import InvalidInputError
 from .io import ObjectStore
-from .records import RECORD_FILE, RECORD_POS, decode_values
+from .records import RECORD_FILE, RECORD_POS, decode_columns, decode_values
 from .scan import SnapshotFiles
 
 DEFAULT_CACHE_BYTES = 256 << 20
@@ -160,12 +160,15 @@ class RandomAccess:
     def __getitems__(self, indices: Sequence[SupportsIndex]) -> list[dict[str, Any]]:
         """Rows at many indices, in the order given; reads are grouped by file and row group."""
         gathered = self._gather(indices)
-        rows: list[dict[str, Any]] = gathered.select(self._index_columns).to_pylist()
+        # Built column by column (one conversion per column, record fields decoded for the whole batch),
+        # then zipped into rows: per-row work is only the dict itself.
+        values = {c: gathered.column(c).to_pylist() for c in self._index_columns}
         if self._wants_records:
             records = self._layout.reader.read(gathered.column(RECORD_FILE), gathered.column(RECORD_POS))
-            for row, record in zip(rows, records, strict=True):
-                row.update(self._record_values(record))
-        return [{c: row[c] for c in self._columns} for row in rows] if self._reorder else rows
+            decoded = zip(self._record_schema.names, decode_columns(records, self._record_schema), strict=True)
+            values.update((name, v) for name, v in decoded if name in self._wanted_records)
+        names = self._columns
+        return [dict(zip(names, row, strict=True)) for row in zip(*(values[c] for c in names), strict=True)]
 
     def table(self, indices: Sequence[SupportsIndex]) -> pa.Table:
         """Rows at many indices as an Arrow table, in the order given."""

@@ -9,6 +9,7 @@ Arrow IPC message, so a reader decodes only the rows it asked for.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import struct
 import tempfile
@@ -16,16 +17,17 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import CorruptDatasetError
 from .formats import RECORDS_DIR
 from .io import ObjectStore
+from .io.local import staging_path
 
 RECORD_FILE = "_lh_rec_file"
 RECORD_POS = "_lh_rec_pos"
@@ -40,7 +42,6 @@ _WRITER_OPTIONS = "max_parallelism:1,snappy"
 _READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"
 
 _NULL, _RAW, _IPC = 0, 1, 2
-_SLOT = struct.Struct("<BQ")
 
 
 def _raw(t: pa.DataType) -> bool:
@@ -49,93 +50,177 @@ def _raw(t: pa.DataType) -> bool:
     )
 
 
-def encode_rows(table: pa.Table) -> list[bytes | None]:
-    """One framed record per row of `table` (its columns are the record fields); None if all null."""
-    columns = [c.combine_chunks() for c in table.columns]
-    raw = [_raw(c.type) for c in columns]
-    valid = [pc.is_valid(c).to_numpy(zero_copy_only=False) for c in columns]
-    pylists: list[list[Any]] = [c.to_pylist() if r else [] for c, r in zip(columns, raw, strict=True)]
-    out: list[bytes | None] = []
-    for i in range(table.num_rows):
-        head, body = [], []
-        for j, col in enumerate(columns):
-            if not valid[j][i]:
-                head.append(_SLOT.pack(_NULL, 0))
-                continue
-            if raw[j]:
-                value = pylists[j][i]
-                payload = value.encode() if isinstance(value, str) else bytes(value)
-                kind = _RAW
+# A record's header holds one slot per field: the kind of its payload and the payload's size.
+_HEAD = np.dtype([("kind", "u1"), ("size", "<u8")])
+
+
+class _Decoding(NamedTuple):
+    """How to read records of one schema: the header (its _HEAD slots back to back), which fields are text,
+    and the schema of each field's IPC payload."""
+
+    head: struct.Struct
+    text: list[bool]
+    ipc: list[pa.Schema]
+
+
+@functools.lru_cache(maxsize=256)
+def _decoding(schema: pa.Schema) -> _Decoding:
+    return _Decoding(
+        struct.Struct("<" + "BQ" * len(schema)),
+        [pa.types.is_string(f.type) or pa.types.is_large_string(f.type) for f in schema],
+        [pa.schema([pa.field("v", f.type)]) for f in schema],
+    )
+
+
+def _value_parts(array: pa.Array, valid: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.uint64], list[Any], int]:
+    """Sizes and payloads of one record field over a batch (payloads of null values are empty), and its kind.
+
+    Binary and string payloads are slices of the array's data buffer, not copies."""
+    flags = valid.tolist()
+    if not _raw(array.type):
+        one_row = [pa.record_batch([array.slice(i, 1)], names=["v"]) if v else None for i, v in enumerate(flags)]
+        payloads = [b"" if batch is None else batch.serialize() for batch in one_row]
+        return np.array([len(p) for p in payloads], np.uint64), payloads, _IPC
+    wide = pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type)
+    _validity, offsets_buf, data_buf = array.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int64 if wide else np.int32)[array.offset :][: len(array) + 1]
+    data = memoryview(data_buf if data_buf is not None else b"")
+    bounds = offsets.tolist()
+    payloads = [data[bounds[i] : bounds[i + 1]] if v else b"" for i, v in enumerate(flags)]
+    return np.where(valid, np.diff(offsets), 0).astype(np.uint64), payloads, _RAW
+
+
+def encode_rows(table: pa.Table) -> Iterator[bytes | None]:
+    """One framed record per row of `table` (its columns are the record fields); None if all null.
+
+    Records are built batch by batch straight from the Arrow buffers, each by one join of its header and
+    value slices, and yielded one at a time: a record's values are copied once, and only while it is written.
+    """
+    width = table.num_columns
+    for batch in table.to_batches():
+        n = batch.num_rows
+        if not n:
+            continue
+        valid = np.ones((n, width), np.bool_)
+        head = np.zeros((n, width), _HEAD)
+        parts: list[list[Any]] = []
+        for j, array in enumerate(batch.columns):
+            if array.null_count:
+                valid[:, j] = array.is_valid().to_numpy(zero_copy_only=False)
+            sizes, payloads, kind = _value_parts(array, valid[:, j])
+            head["kind"][:, j] = np.where(valid[:, j], kind, _NULL)
+            head["size"][:, j] = sizes
+            parts.append(payloads)
+        heads = memoryview(head.tobytes())
+        step = _HEAD.itemsize * width
+        any_valid: list[bool] = np.asarray(valid.any(axis=1)).tolist()
+        for i, some in enumerate(any_valid):
+            if some:
+                yield b"".join([heads[i * step : (i + 1) * step], *(p[i] for p in parts)])
             else:
-                payload = pa.record_batch([col.slice(i, 1)], names=["v"]).serialize().to_pybytes()
-                kind = _IPC
-            head.append(_SLOT.pack(kind, len(payload)))
-            body.append(payload)
-        out.append(b"".join(head + body) if body else None)
-    return out
+                yield None
+
+
+def decode_columns(records: Sequence[bytes | None], schema: pa.Schema) -> list[list[Any]]:
+    """Python values of framed records, one list per field of `schema` (None where a record is None)."""
+    width = len(schema)
+    head, text, ipc = _decoding(schema)
+    columns: list[list[Any]] = [[None] * len(records) for _ in range(width)]
+    for i, record in enumerate(records):
+        if record is None:
+            continue
+        slots = head.unpack_from(record)
+        offset = head.size
+        for j in range(width):
+            kind, size = slots[2 * j], slots[2 * j + 1]
+            if kind == _RAW:
+                payload = record[offset : offset + size]
+                columns[j][i] = payload.decode() if text[j] else payload
+            elif kind == _IPC:
+                batch = pa.ipc.read_record_batch(pa.py_buffer(record[offset : offset + size]), ipc[j])
+                columns[j][i] = batch.column(0)[0].as_py()
+            offset += size
+    return columns
 
 
 def decode_values(record: bytes | None, schema: pa.Schema) -> list[Any]:
     """Python values of one framed record, one per field of `schema` (all None when `record` is None)."""
-    if record is None:
-        return [None] * len(schema)
-    values: list[Any] = []
-    offset = _SLOT.size * len(schema)
-    for j, field in enumerate(schema):
-        kind, size = _SLOT.unpack_from(record, j * _SLOT.size)
-        payload = record[offset : offset + size]
-        offset += size
-        if kind == _NULL:
-            values.append(None)
-        elif kind == _RAW:
-            values.append(
-                payload.decode() if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) else payload
-            )
-        else:
-            batch = pa.ipc.read_record_batch(pa.py_buffer(payload), pa.schema([pa.field("v", field.type)]))
-            values.append(batch.column(0)[0].as_py())
-    return values
+    return [column[0] for column in decode_columns([record], schema)]
 
 
 def decode_rows(records: Sequence[bytes | None], schema: pa.Schema) -> list[pa.Array]:
     """Columns of record-field values from framed records (None = all fields null)."""
-    rows = [decode_values(rec, schema) for rec in records]
-    return [pa.array([row[j] for row in rows], f.type) for j, f in enumerate(schema)]
+    return [pa.array(values, f.type) for values, f in zip(decode_columns(records, schema), schema, strict=True)]
+
+
+class _RecordFile:
+    """One ArrayRecord file being written: staged locally (beside its final name for a local store), then
+    put into the store whole, so it becomes visible only complete."""
+
+    def __init__(self, store: ObjectStore, group_size: int) -> None:
+        from array_record.python.array_record_module import ArrayRecordWriter
+
+        self.store = store
+        self.path = f"{RECORDS_DIR}/{uuid.uuid4().hex}.array_record"
+        self.count = 0
+        self.size = 0
+        self._staged = staging_path(store, self.path)
+        try:
+            self._writer = ArrayRecordWriter(self._staged, f"group_size:{group_size},{_WRITER_OPTIONS}")
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, record: bytes) -> None:
+        self._writer.write(record)
+        self.count += 1
+        self.size += len(record)
+
+    def finish(self) -> tuple[str, int]:
+        """Close the file and put it into the store; its path and size there."""
+        try:
+            self._writer.close()
+            return self.path, self.store.put_file(self.path, self._staged)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the staged copy (after a failure, or what put_file left behind)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._staged)
 
 
 def write_records(
     store: ObjectStore, table: pa.Table, group_size: int, max_file_bytes: int
 ) -> tuple[pa.Array, pa.Array, list[tuple[str, int]]]:
     """Write the record fields of `table`; returns the address columns and (path, bytes) of each file."""
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    encoded = encode_rows(table)
-    files: list[str | None] = [None] * len(encoded)
-    positions: list[int | None] = [None] * len(encoded)
+    files: list[str | None] = [None] * table.num_rows
+    positions: list[int | None] = [None] * table.num_rows
     written: list[tuple[str, int]] = []
-    i = 0
-    while i < len(encoded):
-        path = f"{RECORDS_DIR}/{uuid.uuid4().hex}.array_record"
-        fd, tmp = tempfile.mkstemp(suffix=".array_record")
-        os.close(fd)
+    current: _RecordFile | None = None
+    previous: Future[tuple[str, int]] | None = None
+    # A full file is put into the store (fsync and rename, or upload) while the next one is written.
+    with ThreadPoolExecutor(max_workers=1) as putter:
         try:
-            writer = ArrayRecordWriter(tmp, f"group_size:{group_size},{_WRITER_OPTIONS}")
-            size = pos = 0
-            while i < len(encoded) and (size < max_file_bytes or pos == 0):
-                rec = encoded[i]
-                if rec is not None:
-                    writer.write(rec)
-                    files[i], positions[i] = path, pos
-                    pos += 1
-                    size += len(rec)
-                i += 1
-            writer.close()
-            if pos:
-                nbytes = store.put_file(path, tmp)
-                written.append((path, nbytes))
+            for i, record in enumerate(encode_rows(table)):
+                if record is None:
+                    continue
+                if current is None:
+                    current = _RecordFile(store, group_size)
+                files[i], positions[i] = current.path, current.count
+                current.write(record)
+                if current.size >= max_file_bytes:
+                    if previous is not None:
+                        written.append(previous.result())
+                    previous, current = putter.submit(current.finish), None
+            if previous is not None:
+                written.append(previous.result())
+            if current is not None:
+                last, current = current, None
+                written.append(last.finish())
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            if current is not None:
+                current.discard()
     return pa.array(files, pa.string()), pa.array(positions, pa.int64()), written
 
 

@@ -45,7 +45,9 @@ class ObjectStore(Protocol):
         ...
 
     def put_file(self, path: str, local_file: str) -> int:
-        """Durably store a local file (which the call may move away) under a unique name; returns its size."""
+        """Durably store a local file (which the call may move away) under a unique name; returns its size.
+
+        A file written at `io.local.staging_path(store, path)` is moved into place where the store allows it."""
         ...
 
     def local_path(self, path: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 
 import pyarrow.fs as pafs
@@ -15,12 +16,29 @@ from .paths import check_relative, join
 _TMP_PREFIX = ".tmp-"
 
 
-def _fsync_dir(path: str) -> None:
+def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def staging_path(store: ObjectStore, path: str) -> str:
+    """A fresh local file name to write the object `path` into before `store.put_file(path, <it>)`.
+
+    For a local store it is a temporary name beside the object's final one, so put_file renames it into
+    place instead of copying it, and a crash leaves only an unreferenced file that vacuum() removes; for
+    other stores it is in the system's temp directory. The caller removes it if it still exists afterwards.
+    """
+    local = store.local_path(path)
+    if local is None:
+        fd, tmp = tempfile.mkstemp(suffix=f"-{os.path.basename(path)}")
+        os.close(fd)
+        return tmp
+    directory = os.path.dirname(local)
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
 
 
 class LocalStore:
@@ -69,20 +87,20 @@ class LocalStore:
         tmp = self._write_tmp(final, data)
         # Objects written here have unique names, so this rename never replaces a visible object.
         os.replace(tmp, final)
-        _fsync_dir(os.path.dirname(final))
+        _fsync(os.path.dirname(final))
 
     def put_file(self, path: str, local_file: str) -> int:
         final = self._abs(path)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(final), f"{_TMP_PREFIX}{uuid.uuid4().hex}")
-        shutil.copyfile(local_file, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        directory = os.path.dirname(final)
+        if os.path.dirname(os.path.abspath(local_file)) == directory:
+            tmp = local_file  # staged beside its final name (staging_path): moved, not copied
+        else:
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+            shutil.copyfile(local_file, tmp)
+        _fsync(tmp)
         os.replace(tmp, final)
-        _fsync_dir(os.path.dirname(final))
+        _fsync(directory)
         return os.path.getsize(final)
 
     def local_path(self, path: str) -> str | None:
@@ -97,7 +115,7 @@ class LocalStore:
             return False
         finally:
             os.unlink(tmp)
-        _fsync_dir(os.path.dirname(final))
+        _fsync(os.path.dirname(final))
         return True
 
     def exists(self, path: str) -> bool:

@@ -1,0 +1,123 @@
+"""Record files: written beside their final name and renamed in, several per commit, none left half-written."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from storage import Catalog, WriteOptions
+from storage.io import LocalStore, ObjectStore
+from storage.io.local import staging_path
+from storage.records import decode_columns, encode_rows
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("image", pa.binary()),
+        ("caption", pa.large_string()),
+        ("boxes", pa.list_(pa.float32())),
+    ]
+)
+
+
+def rows(n: int) -> pa.Table:
+    rng = np.random.default_rng(0)
+    data = {
+        "id": list(range(n)),
+        "image": [None if i % 7 == 3 else rng.bytes(i % 5 * 1000) for i in range(n)],
+        "caption": [None if i % 4 == 1 else f"caption é {i}" for i in range(n)],
+        "boxes": [None if i % 3 == 2 else [float(i), 0.5] for i in range(n)],
+    }
+    # Several batches and a slice, so chunk boundaries and offsets into shared buffers are exercised.
+    table = pa.Table.from_pylist([dict(zip(data, v, strict=True)) for v in zip(*data.values(), strict=True)], SCHEMA)
+    return pa.Table.from_batches(table.to_batches(max_chunksize=7)).slice(1)
+
+
+def test_records_round_trip_through_arrow_buffers() -> None:
+    table = rows(60).select(["image", "caption", "boxes"])
+    records = list(encode_rows(table))
+    assert records[table.column("image").to_pylist().index(None)] is not None  # other fields are set
+    assert decode_columns(records, table.schema) == [c.to_pylist() for c in table.columns]
+
+
+def test_several_record_files_per_commit_read_back_and_leave_no_staged_files(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    ds = cat.create_dataset(
+        "media",
+        SCHEMA,
+        ["id"],
+        record_fields=["image", "caption", "boxes"],
+        options=WriteOptions(max_record_file_bytes=5000),
+    )
+    table = rows(60)
+    ds.append(table)
+    record_files = [p for files in ds.manifest().column("records").to_pylist() for p in files]
+    assert len(record_files) > 3
+    names = os.listdir(tmp_path / "media" / "records")
+    assert sorted(names) == sorted(p.rsplit("/", 1)[1] for p in record_files)  # no `.tmp-` leftovers
+    expected = table.to_pylist()
+    ra = ds.random_access()
+    assert ra.__getitems__(list(range(len(ra)))[::-1]) == expected[::-1]
+    assert [ra[i] for i in range(len(ra))] == expected
+    assert ds.read_all(columns=SCHEMA.names).to_pylist() == expected
+
+
+def test_a_staged_file_is_renamed_into_place_not_copied(tmp_path: Path) -> None:
+    store = LocalStore(str(tmp_path))
+    staged = staging_path(store, "records/a.bin")
+    Path(staged).write_bytes(b"abc")
+    inode = os.stat(staged).st_ino
+    assert store.put_file("records/a.bin", staged) == 3
+    assert os.stat(tmp_path / "records" / "a.bin").st_ino == inode and not os.path.exists(staged)
+
+
+class FailingPut:
+    """Forwards to a store, failing the `nth` put_file (0-based)."""
+
+    def __init__(self, inner: ObjectStore, nth: int, calls: list[int] | None = None) -> None:
+        self._inner, self._nth, self._calls = inner, nth, calls if calls is not None else []
+
+    def child(self, prefix: str) -> ObjectStore:
+        return FailingPut(self._inner.child(prefix), self._nth, self._calls)  # type: ignore[return-value]
+
+    def put_file(self, path: str, local_file: str) -> int:
+        self._calls.append(1)
+        if len(self._calls) - 1 == self._nth:
+            raise OSError(f"injected: put_file {path}")
+        return self._inner.put_file(path, local_file)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("nth", [0, 2])
+def test_a_failed_put_leaves_the_dataset_as_it_was_and_vacuum_removes_the_rest(tmp_path: Path, nth: int) -> None:
+    Catalog(tmp_path).create_dataset(
+        "media",
+        SCHEMA,
+        ["id"],
+        record_fields=["image", "caption", "boxes"],
+        options=WriteOptions(max_record_file_bytes=5000),
+    )
+    ds = Catalog(tmp_path, wrap_store=lambda s: FailingPut(s, nth)).dataset("media")  # type: ignore[arg-type,return-value]
+    with pytest.raises(OSError, match="injected"):
+        ds.append(rows(60))
+    records = tmp_path / "media" / "records"
+    leftovers = os.listdir(records) if records.exists() else []
+    assert not [n for n in leftovers if n.startswith(".tmp-")]  # staged copies are removed on failure
+    again = Catalog(tmp_path).dataset("media")
+    assert again.read_all().num_rows == 0
+    # A staged file a killed writer left behind, and the files put before the failure, go with vacuum().
+    (records).mkdir(exist_ok=True)
+    (records / ".tmp-deadbeef").write_bytes(b"half")
+    old = 1_000_000_000
+    for name in os.listdir(records):
+        os.utime(records / name, (old, old))
+    again.vacuum(grace_period=timedelta(seconds=1))
+    assert not records.exists() or os.listdir(records) == []
