@@ -81,7 +81,8 @@ def conform(table: pa.Table, schema: pa.Schema, primary_keys: Sequence[str]) -> 
 
 def rechunk(tables: Iterable[pa.Table], max_rows: int, max_bytes: int | None = None) -> Iterator[pa.Table]:
     """Regroup a stream of tables into tables of at most `max_rows` rows and about `max_bytes` bytes
-    (bounded memory even when rows carry large blobs)."""
+    (bounded memory even when rows carry large blobs). Pieces are concatenated, not combined: copying
+    them into one chunk would double the blobs in memory, and every writer takes chunked columns."""
     pending: list[pa.Table] = []
     rows = 0
     nbytes = 0
@@ -98,10 +99,10 @@ def rechunk(tables: Iterable[pa.Table], max_rows: int, max_bytes: int | None = N
             nbytes += take * per_row
             offset += take
             if rows >= max_rows or (max_bytes is not None and nbytes >= max_bytes):
-                yield pa.concat_tables(pending).combine_chunks()
+                yield pa.concat_tables(pending)
                 pending, rows, nbytes = [], 0, 0
     if pending and rows:
-        yield pa.concat_tables(pending).combine_chunks()
+        yield pa.concat_tables(pending)
 
 
 def key_table(keys: Any, schema: pa.Schema, primary_keys: Sequence[str]) -> pa.Table:
