@@ -57,6 +57,7 @@ HIST_BINS = 8  # per RGB channel
 THUMB = 4  # grayscale thumbnail THUMB x THUMB
 IMAGE_FEATURE_DIM = 3 * HIST_BINS + THUMB * THUMB
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PIXELS = 2 * 89_478_485  # where Pillow refuses a decompression bomb; a header may claim any size
 
 Vectors = npt.NDArray[np.float32]
 Pixels = npt.NDArray[np.uint8]
@@ -211,11 +212,18 @@ def decode_png(data: bytes) -> Pixels:
     width, height, depth, color, interlace, palette, compressed = _png_chunks(data)
     if interlace:
         raise ValueError("interlaced PNGs are not supported by the built-in decoder; save it non-interlaced")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"PNG of {width}x{height} pixels is over the limit of {MAX_PIXELS}: not decoded")
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color]
     row_bytes = (width * channels * depth + 7) // 8
-    raw = np.frombuffer(zlib.decompress(compressed), np.uint8)
-    if raw.size != height * (row_bytes + 1):
-        raise ValueError(f"PNG data holds {raw.size} bytes, expected {height * (row_bytes + 1)}: truncated or damaged")
+    expected = height * (row_bytes + 1)
+    try:  # inflate at most one byte past what the header allows: data that inflates further is a bomb
+        raw = np.frombuffer(zlib.decompressobj().decompress(compressed, expected + 1), np.uint8)
+    except zlib.error as exc:
+        raise ValueError(f"PNG image data does not inflate ({exc}): damaged") from None
+    if raw.size != expected:
+        held = f"more than {expected}" if raw.size > expected else raw.size
+        raise ValueError(f"PNG data holds {held} bytes, expected {expected}: truncated or damaged")
     rows = _unfilter(raw.reshape(height, row_bytes + 1), max(1, channels * depth // 8))
     if depth == 16:
         samples = rows[:, 0::2]  # big-endian: the high byte of each sample

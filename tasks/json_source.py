@@ -10,6 +10,10 @@ from typing import Any
 
 from .errors import SourceFormatError, TruncatedSourceError
 
+# Deeper than any export nests (Label Studio: ~8 levels); well below Python's recursion limit, so code
+# that walks or re-serializes a document (json.dumps, Arrow) cannot hit a RecursionError.
+MAX_DEPTH = 256
+
 # What may be left of a number or literal cut in the middle ("12.", "-", "1e", "tr", "fals", "nu").
 _PARTIAL_TOKEN = re.compile(r"[-+.\deE]+|t(r(u)?)?|f(a(l(s)?)?)?|n(u(l)?)?")
 
@@ -40,7 +44,42 @@ def load_json(data: bytes | str, name: str) -> JsonDocument:
         raise _decode_error(exc, text, name) from None
     except RecursionError:
         raise SourceFormatError(f"{name}: JSON nested too deeply to parse; this is not an export") from None
-    return JsonDocument(name=name, value=value, sha256=canonical_sha256(value))
+    check_depth(value, name)
+    try:
+        sha256 = canonical_sha256(value)
+    except UnicodeEncodeError as exc:
+        raise _surrogate_error(exc, name) from None
+    return JsonDocument(name=name, value=value, sha256=sha256)
+
+
+def check_depth(value: Any, name: str) -> None:
+    """Raise SourceFormatError if `value` nests arrays and objects deeper than MAX_DEPTH."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SourceFormatError(
+                f"{name}: JSON nested more than {MAX_DEPTH} levels deep; no source nests like this, fix the input"
+            )
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def check_unicode(value: Any, name: str) -> None:
+    """Raise SourceFormatError if a string in `value` holds an unpaired surrogate (a `\\udXXX` escape of
+    half a character), which no UTF-8 column can store."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _surrogate_error(exc, name) from None
+
+
+def _surrogate_error(exc: UnicodeEncodeError, name: str) -> SourceFormatError:
+    context = exc.object[max(0, exc.start - 40) : exc.start].encode("utf-8", "replace").decode()
+    return SourceFormatError(
+        f"{name}: a string holds an unpaired UTF-16 surrogate (a \\u{ord(exc.object[exc.start]):04x} escape "
+        f"without its pair) after {context!r}; that is half a character, not text: fix the value"
+    )
 
 
 def _decode(data: bytes, name: str) -> str:

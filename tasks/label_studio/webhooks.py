@@ -9,6 +9,7 @@ from storage.groundtruth import item_id
 
 from ..changes import ChangeSet
 from ..json_node import Node
+from ..json_source import check_depth, check_unicode
 from ..provenance import Provenance
 from .config import LabelingConfig, parse_labeling_config
 from .submissions import submission_id
@@ -34,6 +35,8 @@ def map_webhook(
     root = Node.root(payload, "webhook payload")
     if not isinstance(payload, dict):
         raise root.expect("a webhook payload object")
+    check_depth(payload, root.where)
+    check_unicode(payload, root.where)
     action = root.child("action").as_str()
     if action is None:
         raise root.error("no 'action'; this is not a Label Studio webhook payload")

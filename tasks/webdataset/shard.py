@@ -34,6 +34,9 @@ from .members import is_shard_metadata, split_name, unsafe_reason
 SOURCE = "webdataset"
 _TEXT_EXTENSIONS = frozenset({"txt", "text", "cls", "cls2", "index", "inx", "id", "json", "jsn"})
 _MAX_INLINE = 64 * 1024
+# A parsed shard is held in memory: a compressed shard (.tar.gz) must not inflate past these.
+MAX_MEMBER_BYTES = 512 << 20
+MAX_SHARD_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ def _read_samples(
         text = json.dumps(_header(member), ensure_ascii=False)
         rejects.append(SourceReject(provenance.source_ref, _pointer(member.name), reason, text))
 
+    inflated = 0
     with tarfile.open(fileobj=io.BytesIO(content), mode="r:*") as archive:
         for member in archive:
             if member.isdir():
@@ -109,8 +113,13 @@ def _read_samples(
             if problem:
                 reject(member, problem)
                 continue
+            if member.size > min(MAX_MEMBER_BYTES, MAX_SHARD_BYTES - inflated):
+                limits = f"{MAX_MEMBER_BYTES} per member and {MAX_SHARD_BYTES} per shard"
+                reject(member, f"member {member.name!r} is {member.size} bytes, over the limit of {limits}; split it")
+                continue
             handle = archive.extractfile(member)
             data = handle.read() if handle is not None else b""
+            inflated += len(data)
             if is_shard_metadata(member.name):
                 metadata[member.name] = data
                 continue

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import struct
+import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from fault_matrix import SCHEMA, VIEW_SCHEMA, rows, table, view_fn
 from faulty_store import Fault, FaultPlan, Op, Rule
 
-from storage import Catalog, CorruptDatasetError, Dataset, StorageError
+import tasks.webdataset.shard as shard_module
+from flows.webhooks import PATH, SECRET_HEADER, create_app
+from storage import Catalog, CorruptDatasetError, Dataset, InvalidNameError, StorageError
+from storage.naming import check_name
+from tasks.coco.parse import parse_coco
+from tasks.embeddings import decode_png
+from tasks.errors import SourceFormatError
+from tasks.flow_tasks.label_studio import webhook_batch
+from tasks.label_studio.export import parse_export
+from tasks.label_studio.webhooks import map_webhook
+from tasks.labelbox.stream import iter_export, read_export_file
 
 
 def setup(tmp_path: Path, views: bool = False) -> str:
@@ -130,6 +146,113 @@ def test_a_truncated_index_key_table_raises_a_storage_error(tmp_path: Path) -> N
     with plan.active(), pytest.raises(CorruptDatasetError):
         idx.refresh()
     assert idx.refresh().changed
+
+
+# ----- fixed: hostile input (found by test_fuzz_parsers.py and test_hostile_inputs.py) ------------------
+
+
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    """BUG (fixed in storage/naming.py): the name pattern ended in `$`, which also matches before a
+    trailing newline, so `ds\\n` passed check_name and became a directory `ds\\n` in the catalog."""
+    with pytest.raises(InvalidNameError):
+        check_name("ds\n")
+    with pytest.raises(InvalidNameError):
+        Catalog(str(tmp_path / "lake")).create_dataset("ds\n", SCHEMA, ["id"])
+    assert not (tmp_path / "lake" / "ds\n").exists()
+
+
+@pytest.mark.parametrize("project", ["a string", [], 3])
+def test_a_webhook_whose_project_is_not_an_object_is_a_source_error(project: object) -> None:
+    """BUG (fixed in tasks/flow_tasks/label_studio.py webhook_batch): `payload.get("project", {}).get(...)`
+    raised AttributeError for a project that is not an object, outside the documented error tree."""
+    payload = {"action": "ANNOTATION_CREATED", "project": project, "task": None}
+    with pytest.raises(SourceFormatError, match="task object"):
+        webhook_batch(payload, flow_run_id=None)
+
+
+def test_an_ndjson_line_nested_100000_levels_is_a_reject_not_a_recursion_error() -> None:
+    """BUG (fixed in tasks/labelbox/stream.py): json.loads raised RecursionError, which escaped iter_export
+    and ended the whole ingest; now the line is a reject naming its line number."""
+    ok = b'{"data_row": {"id": "ok"}}'
+    [chunk] = iter_export([ok, b"[" * 100_000 + b"]" * 100_000])
+    assert chunk.changes.items.num_rows == 1
+    assert [r.source_pointer for r in chunk.rejects] == ["/1"] and "line 2" in chunk.rejects[0].reason
+
+
+@pytest.mark.parametrize("depth", [300, 900])
+def test_json_that_parses_but_nests_too_deep_to_serialize_is_a_source_error(depth: int) -> None:
+    """BUG (fixed in tasks/json_source.py MAX_DEPTH): a document nested just under the parser's recursion
+    limit parsed, then json.dumps (the content hash, the `raw` columns) raised RecursionError."""
+    doc = [{"id": 1, "data": {"x": "[" * depth + "]" * depth}}]
+    text = json.dumps(doc).replace('"[', "[").replace(']"', "]")
+    with pytest.raises(SourceFormatError, match="nested"):
+        parse_export(text)
+    with pytest.raises(SourceFormatError, match="nested"):
+        parse_coco(f'{{"images": [{{"id": 1, "x": {"[" * depth + "]" * depth}}}]}}')
+
+
+def test_an_escaped_lone_surrogate_is_a_source_error() -> None:
+    """BUG (fixed in tasks/json_source.py, labelbox/stream.py, label_studio/webhooks.py): `"\\ud800"` is
+    valid JSON but half a character; it raised UnicodeEncodeError from the content hash (exports, COCO) or
+    from building the Arrow table (an NDJSON chunk, a webhook's rows)."""
+    with pytest.raises(SourceFormatError, match="surrogate"):
+        parse_export('[{"id": 1, "data": {"text": "a\\ud800"}}]')
+    [chunk] = iter_export([b'{"data_row": {"id": "a\\ud800"}}', b'{"data_row": {"id": "ok"}}'])
+    assert chunk.changes.items["source_id"].to_pylist() == ["ok"] and "surrogate" in chunk.rejects[0].reason
+    with pytest.raises(SourceFormatError, match="surrogate"):
+        map_webhook({"action": "TASKS_CREATED", "tasks": [{"id": 1, "data": {"text": "\ud800"}}]})
+
+
+def test_the_webhook_receiver_answers_a_deeply_nested_body_with_400() -> None:
+    """BUG (fixed in flows/webhooks.py _parse): json.loads raised RecursionError, answered 500."""
+    emitted: list[object] = []
+    app = create_app(secret="s", catalog="/nowhere", project="p", emit=lambda *a: emitted.append(a))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post(
+            PATH, content=b"[" * 100_000, headers={SECRET_HEADER: "s", "content-type": "application/json"}
+        )
+    assert response.status_code == 400 and not emitted
+
+
+def test_an_overlong_ndjson_line_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """BUG (fixed in tasks/labelbox/stream.py): lines had no size limit, so one 2 GB line was read into
+    memory whole (and then parsed). Now a line over max_line_bytes is a reject naming its line number."""
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(b'{"data_row": {"id": "a"}}\n{"data_row": {"id": "' + b"x" * 5000 + b'"}}\n')
+    [chunk] = read_export_file(path, max_line_bytes=1000)
+    assert chunk.changes.items["source_id"].to_pylist() == ["a"]
+    assert "line 2" in chunk.rejects[0].reason and "5025 bytes, over the limit of 1000" in chunk.rejects[0].reason
+
+
+def test_a_png_that_inflates_past_its_header_is_refused_before_it_is_inflated() -> None:
+    """BUG (fixed in tasks/embeddings.py decode_png): the whole IDAT stream was inflated before its size
+    was compared with the header's, so a small PNG could inflate to gigabytes."""
+    bomb = zlib.compress(b"\x00" * (64 << 20), 9)
+    head = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", bomb) + chunk(b"IEND", b"")
+    with pytest.raises(ValueError, match="more than 2"):
+        decode_png(png)
+    with pytest.raises(ValueError, match="over the limit"):
+        decode_png(png.replace(head, struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)))
+
+
+def test_a_shard_member_over_the_size_limit_is_a_reject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BUG (fixed in tasks/webdataset/shard.py): every member was read whole, so a .tar.gz member
+    inflating to many GB was held in memory; now a member over MAX_MEMBER_BYTES is rejected unread."""
+    monkeypatch.setattr(shard_module, "MAX_MEMBER_BYTES", 1000)
+    path = tmp_path / "s-000000.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in (("a.txt", b"ok"), ("b.bin", bytes(5000))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    parsed = shard_module.parse_shard(path)
+    assert parsed.items["source_id"].to_pylist() == ["a"]
+    assert "'b.bin' is 5000 bytes, over the limit" in parsed.rejects[0].reason
 
 
 # ----- open ----------------------------------------------------------------------------------------------
