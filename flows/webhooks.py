@@ -4,24 +4,30 @@ Label Studio POSTs JSON to `/label-studio` with our shared secret in the `X-Labe
 (set it in the webhook's headers). A bad request is answered 4xx with `{"detail": <reason>}` and
 emits nothing: 401 no secret, 403 wrong secret, 413 body over the limit, 415 not JSON, 400 malformed
 JSON, 422 JSON that is not a Label Studio webhook Labelhouse can apply. An accepted webhook is answered
-202 and emitted as a `labelhouse.label_studio.webhook` event, which starts the webhook ingest deployment
-of `labelhouse serve`; a webhook that changes no labels (e.g. PROJECT_UPDATED) is answered 200 and not
-emitted. Label Studio waits about a second for an answer, so nothing slow happens here.
+202 once the Prefect API has taken it as a `labelhouse.label_studio.webhook` event (503 if it cannot be
+reached), which starts the webhook ingest deployment of `labelhouse serve`; a webhook that changes no
+labels (e.g. PROJECT_UPDATED) is answered 200 and not emitted. The same webhook sent again is the same
+event and commits nothing new. Label Studio waits about a second for an answer and never resends, so
+nothing slow happens here.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
+import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prefect.client.orchestration import get_client
 
 from storage import StorageError
-from tasks.flow_tasks.events import emit_webhook
+from tasks.flow_tasks.events import deliver_webhook
 from tasks.flow_tasks.label_studio import webhook_batch
 
 SECRET_HEADER = "X-Labelhouse-Secret"
@@ -47,12 +53,27 @@ def create_app(
     catalog: str,
     project: str,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    emit: Emit = emit_webhook,
+    emit: Emit | None = None,
 ) -> FastAPI:
-    """The receiver for one catalog and project; `emit(payload, catalog, project)` sends the event."""
+    """The receiver for one catalog and project; `emit(payload, catalog, project)` sends the event (it may
+    be a coroutine function; default: to the Prefect API over one client the app keeps open)."""
     if not secret:
         raise ValueError("the webhook secret is empty: pass --secret or set LABELHOUSE_WEBHOOK_SECRET")
-    app = FastAPI(title="Labelhouse webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def prefect_client(app: FastAPI) -> AsyncIterator[None]:
+        async with get_client() as client:  # a client per webhook costs more than the webhook itself
+            app.state.emit = functools.partial(deliver_webhook, client=client)
+            yield
+
+    app = FastAPI(
+        title="Labelhouse webhooks",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=prefect_client if emit is None else None,
+    )
+    app.state.emit = emit
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
@@ -70,7 +91,13 @@ def create_app(
         payload = _parse(await _read_body(request, max_body_bytes))
         if not _changes_labels(payload):
             return JSONResponse({"accepted": False, "reason": f"{payload['action']} changes no labels"})
-        event = emit(payload, catalog, project)
+        try:
+            event = request.app.state.emit(payload, catalog, project)
+            if inspect.isawaitable(event):
+                event = await event
+        except Exception as exc:  # Prefect unreachable: not acknowledged, so the sender may send it again
+            logger.exception("handing a %s webhook to Prefect failed", payload["action"])
+            return JSONResponse({"detail": f"cannot reach Prefect, send the webhook again: {exc!r}"}, status_code=503)
         event_id = str(event.id) if event is not None else None
         return JSONResponse({"accepted": True, "action": payload["action"], "event_id": event_id}, status_code=202)
 
@@ -108,6 +135,8 @@ def _parse(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Refused(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise Refused(400, "malformed JSON: nested too deeply to parse") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
         raise Refused(422, "not a Label Studio webhook: expected a JSON object with an 'action'")
     return payload

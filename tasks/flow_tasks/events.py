@@ -12,8 +12,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from prefect.events import Event, emit_event
+from prefect.client.orchestration import PrefectClient
+from prefect.events import Event, Resource, emit_event
 
+from ..json_source import canonical_sha256
 from .outcome import BatchOutcome, TableOutcome
 
 DATASET_COMMITTED = "labelhouse.dataset.committed"
@@ -76,8 +78,25 @@ def webhook_resource(catalog_uri: str, project: str, label_studio_project: Any) 
     }
 
 
-def emit_webhook(payload: dict[str, Any], catalog_uri: str, project: str) -> Event | None:
-    """Emit an accepted webhook as a `labelhouse.label_studio.webhook` event (None if events are off)."""
+def webhook_event(payload: dict[str, Any], catalog_uri: str, project: str) -> Event:
+    """An accepted webhook as a `labelhouse.label_studio.webhook` event.
+
+    The id derives from the content and the destination, so the same webhook delivered twice (a sender
+    that retries after a lost answer) is the same event, which Prefect stores and triggers on once.
+    """
     ls_project = payload.get("project")
     ls_project_id = ls_project.get("id", "unknown") if isinstance(ls_project, dict) else "unknown"
-    return emit_event(WEBHOOK_RECEIVED, resource=webhook_resource(catalog_uri, project, ls_project_id), payload=payload)
+    resource = webhook_resource(catalog_uri, project, ls_project_id)
+    event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{catalog_uri}#{project}#{canonical_sha256(payload)}")
+    return Event(event=WEBHOOK_RECEIVED, resource=Resource(resource), payload=payload, id=event_id)
+
+
+async def deliver_webhook(payload: dict[str, Any], catalog_uri: str, project: str, client: PrefectClient) -> Event:
+    """Send the webhook's event to the Prefect API and wait until the API has taken it (raises if not).
+
+    Not `emit_event`: that queues the event for a background sender, so a receiver killed after
+    answering would lose webhooks it had acknowledged.
+    """
+    event = webhook_event(payload, catalog_uri, project)
+    await client.request("POST", "/events", json=[event.model_dump(mode="json")])
+    return event

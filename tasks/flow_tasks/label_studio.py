@@ -15,6 +15,7 @@ from storage import Catalog, DatasetNotFoundError
 from storage.groundtruth import dataset_names
 
 from ..errors import SourceError
+from ..json_source import canonical_sha256
 from ..label_studio import LabelingConfig, map_webhook, parse_export, parse_labeling_config
 from ..label_studio.pull import TaskSource, Watermark, pull_changed_tasks
 from ..label_studio.webhooks import SOURCE
@@ -50,11 +51,17 @@ def export_batch(path: str | os.PathLike[str], config: LabelingConfig | None, fl
 
 
 def webhook_batch(payload: Any, flow_run_id: str | None) -> ParsedBatch:
-    """A webhook payload's upserts and deletes; labels are checked against the payload project's config."""
-    xml = payload.get("project", {}).get("label_config") if isinstance(payload, dict) else None
+    """A webhook payload's upserts and deletes; labels are checked against the payload project's config.
+
+    The batch is keyed by the payload's content: the same webhook delivered twice (Label Studio sends
+    once, but a proxy or a resend may repeat it) commits once, and a late repeat cannot undo a newer change.
+    """
+    project = payload.get("project") if isinstance(payload, dict) else None
+    xml = project.get("label_config") if isinstance(project, dict) else None
     config = parse_labeling_config(xml, name="webhook project label_config") if isinstance(xml, str) and xml else None
     changes = map_webhook(payload, config=config, flow_run_id=flow_run_id)
-    return ParsedBatch(changes, BatchInfo(f"webhook {payload.get('action')}", None, *_labels(config)))
+    key = f"{SOURCE}:webhook:{canonical_sha256(payload)}"
+    return ParsedBatch(changes, BatchInfo(f"webhook {payload['action']}", key, *_labels(config)))
 
 
 def pull_batch(

@@ -39,6 +39,58 @@ class LoadResult:
         return self.commits / self.seconds if self.seconds else 0.0
 
 
+@dataclass(frozen=True)
+class FuzzResult:
+    """One parser fuzzed with Hypothesis: what it did with the inputs."""
+
+    parser: str
+    inputs: int
+    ok: int  # returned (possibly with rejected rows)
+    rejected: int  # rows or members returned as rejects with a reason
+    raised: int  # raised a documented error (the StorageError tree)
+    crashes: int  # any other exception: must be 0
+
+
+@dataclass(frozen=True)
+class HostileCase:
+    """One explicit hostile input (a 2 GB line, a path traversal...) and what became of it."""
+
+    case: str
+    outcome: str  # e.g. "refused: <the error's first words>"
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ProcessFault:
+    """One process-level fault (a SIGKILLed ingest, a restarted service), the retry, then the audit."""
+
+    scenario: str
+    trials: int  # kills or restarts
+    changes: int  # changes the source sent (batches, webhooks)
+    rows: int  # rows the source holds
+    rows_lost: int
+    rows_duplicated: int
+    applied_twice: int  # commits beyond one per change
+    problems: int  # validate() problems, garbage left after vacuum, staged batches left
+    detail: str
+
+
+@dataclass(frozen=True)
+class WebhookLoad:
+    """The webhook receiver under load (bench/webhooks_load.py)."""
+
+    webhooks: int
+    concurrency: int
+    accepted: int
+    errors: int
+    events: int  # distinct Prefect events the accepted webhooks became
+    applied: int  # of the applied subset, changes found committed exactly once
+    applied_subset: int
+    p50_ms: float
+    p99_ms: float
+    per_second: float
+
+
 def record(kind: str, payload: Any) -> None:
     """Append one result (a dataclass) to the results file, if the runner asked for one."""
     path = os.environ.get(RESULTS_ENV)
@@ -88,13 +140,17 @@ def render(results: list[dict[str, Any]], title: str, notes: list[str]) -> str:
     """The markdown report: totals, the fault matrix per backend and operation, load runs, failures."""
     trials = [r for r in results if r["kind"] == "trial"]
     loads = [r for r in results if r["kind"] == "load"]
+    fuzz = [r for r in results if r["kind"] == "fuzz"]
+    hostile = [r for r in results if r["kind"] == "hostile"]
     lines = [f"# {title}", "", *notes, "", "## Totals", ""]
     operations = len({r["operation"] for r in trials})
     faults = len({r["fault"] for r in trials})
     lines += _table(
-        ["faults tried", "fault kinds", "operations", *COUNT_HEADER[1:], "load rows lost", "load rows duplicated"],
+        ["faults tried", "fault kinds", "operations", *COUNT_HEADER[1:], "load rows lost", "load rows duplicated",
+         "inputs fuzzed", "fuzz crashes", "hostile cases failed"],
         [[len(trials), faults, operations, *_counts(trials)[1:],
-          sum(r["rows_lost"] for r in loads), sum(r["rows_duplicated"] for r in loads)]],
+          sum(r["rows_lost"] for r in loads), sum(r["rows_duplicated"] for r in loads),
+          sum(r["inputs"] for r in fuzz), sum(r["crashes"] for r in fuzz), sum(not r["passed"] for r in hostile)]],
     )  # fmt: skip
     lines += [
         "",
@@ -123,6 +179,12 @@ def render(results: list[dict[str, Any]], title: str, notes: list[str]) -> str:
                 r["rows_unacknowledged"], r["errors"], "ok" if r["valid"] else "FAILED",
             ] for r in loads],
         )  # fmt: skip
+    if fuzz or hostile:
+        lines += _hostile_input(fuzz, hostile)
+    processes = [r for r in results if r["kind"] == "process"]
+    webhook_loads = [r for r in results if r["kind"] == "webhook_load"]
+    if processes or webhook_loads:
+        lines += _process_faults(processes, webhook_loads)
     known = Counter(r["known_bug"] for r in trials if r.get("known_bug"))
     if known:
         lines += ["", "## Known bugs (xfail regressions in test_regressions.py)", ""]
@@ -134,3 +196,52 @@ def render(results: list[dict[str, Any]], title: str, notes: list[str]) -> str:
             first = r["problems"][0].splitlines()[0] if r["problems"] else r["outcome"]
             lines.append(f"- {r['backend']} {r['operation']}: {r['point']}: {first}")
     return "\n".join(lines) + "\n"
+
+
+def _hostile_input(fuzz: list[dict[str, Any]], hostile: list[dict[str, Any]]) -> list[str]:
+    """Inputs fuzzed per parser (summed over the tests that fuzz it), and the explicit hostile cases."""
+    lines = ["", "## Hostile input", ""]
+    if fuzz:
+        lines += [
+            "Hypothesis inputs per parser (structural mutations of the real fixtures). A crash is any exception "
+            "outside the documented error tree.",
+            "",
+        ]
+        columns = ("inputs", "ok", "rejected", "raised", "crashes")
+        totals: dict[str, Counter[str]] = defaultdict(Counter)
+        for r in fuzz:
+            totals[r["parser"]].update({c: r[c] for c in columns})
+        lines += _table(
+            ["parser", "inputs fuzzed", "returned", "rows rejected", "raised (documented)", "crashes"],
+            [[parser, *(t[c] for c in columns)] for parser, t in sorted(totals.items())],
+        )
+    if hostile:
+        lines += ["", "| case | outcome | check |", "| --- | --- | --- |"]
+        lines += [f"| {r['case']} | {r['outcome']} | {'ok' if r['passed'] else 'FAILED'} |" for r in hostile]
+    return lines
+
+
+def _process_faults(processes: list[dict[str, Any]], loads: list[dict[str, Any]]) -> list[str]:
+    """Kills and restarts per scenario with their audits, and the webhook receiver's load runs."""
+    lines = ["", "## Process kills and service restarts", ""]
+    if processes:
+        by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in processes:
+            by[r["scenario"]].append(r)
+        columns = ("trials", "changes", "rows", "rows_lost", "rows_duplicated", "applied_twice", "problems")
+        lines += _table(
+            ["scenario", "kills/restarts", "changes", "rows", "rows lost", "rows duplicated", "applied twice",
+             "problems", "detail"],
+            [[name, *(sum(r[c] for r in rs) for c in columns), "; ".join(sorted({r["detail"] for r in rs}))]
+             for name, rs in sorted(by.items())],
+        )  # fmt: skip
+    if loads:
+        lines += ["", "Webhook receiver under load (bench/webhooks_load.py, a local httpx client):", ""]
+        lines += _table(
+            ["webhooks", "concurrency", "accepted", "errors", "events", "applied (of subset)", "p50 ms", "p99 ms",
+             "webhooks/s"],
+            [[r["webhooks"], r["concurrency"], r["accepted"], r["errors"], r["events"],
+              f"{r['applied']} of {r['applied_subset']}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+              f"{r['per_second']:.0f}"] for r in loads],
+        )  # fmt: skip
+    return lines

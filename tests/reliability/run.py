@@ -37,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reliability.md")
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of each full load run")
     parser.add_argument("--fast", action="store_true", help="only the fast subset that `make test` runs")
+    parser.add_argument("--fuzz-examples", type=int, default=2000, help="Hypothesis inputs per parser (full run)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.jsonl"
         env = {**os.environ, RESULTS_ENV: str(results), "LABELHOUSE_LOAD_SECONDS": str(args.seconds)}
+        if not args.fast:  # `make test` fuzzes a few hundred inputs per parser; the full run many more
+            env["LABELHOUSE_FUZZ_EXAMPLES"] = str(args.fuzz_examples)
         if args.fast:
             selection = ["-m", "not reliability"]
         else:
@@ -60,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
             "plain reads act above the store the same way and run on local disk. `+outage`: a lost response "
             "of a conditional put followed by 1-3 failing calls. A trial that raised is retried without "
             "faults (same process, same idempotency key) and must then land exactly once.",
+            "",
+            "Process kills and restarts run against a real Prefect server on 127.0.0.1 (test_kills.py, "
+            "test_restarts.py): an ingest's process group SIGKILLed mid-run then run again (a new flow run, or "
+            "the same run retried); the Prefect server restarted under a served run; the webhook receiver "
+            "SIGKILLed with webhooks in flight from a resending client. Each ends with an audit: source rows "
+            "exactly once, one commit per change, validate() clean, nothing left after vacuum and maintenance.",
+        ]
+        notes += [
+            "",
+            "Hostile input: Hypothesis mutates the real fixtures structurally (dropped keys, wrong types, nulls, "
+            "huge and non-finite numbers, odd unicode, deep nesting, hostile tar members) for every parser, "
+            f"{'200' if args.fast else args.fuzz_examples} inputs per test (commit-path tests a twentieth), "
+            "plus the explicit cases listed under Hostile input.",
         ]
         markdown = render(load_results(results), "Reliability: faults and load", notes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
