@@ -279,32 +279,59 @@ class Catalog:
 
     # ----- views --------------------------------------------------------------------------------------
 
-    def materialize(self, name: str, view: View, engine: str = "local") -> MaterializedView:
-        """Store a view's output as a dataset named `name` and compute it (later: mv.refresh())."""
+    def materialize(self, name: str, view: View, engine: str = "local", replace: bool = False) -> MaterializedView:
+        """Store a view's output as a dataset named `name` and compute it (later: mv.refresh()).
+
+        Materializing the same definition again refreshes the view. A different definition (plan or function
+        version) of an existing view needs `replace=True`: the view keeps its versions and the next commit
+        recomputes it from scratch; its output schema must stay the same.
+        """
         if not isinstance(view, View):
             raise InvalidInputError(f"materialize() takes a View (ds.map_batches(...), ...), got {type(view).__name__}")
         datasets = {n: self.dataset(n) for n in view_sources(view.node)}
         inputs = Inputs(datasets, {n: ds.snapshot().id for n, ds in datasets.items()})
         schema, record_fields = infer_schema(view.node, inputs)
         keys = datasets[view_root(view.node).dataset].primary_keys
+        record_fields = [r for r in record_fields if r in schema.names]
         try:
-            ds = self.create_dataset(name, schema, keys, [r for r in record_fields if r in schema.names])
+            ds = self.create_dataset(name, schema, keys, record_fields)
         except DatasetExistsError:
-            ds = self._unfinished_view(name, view, schema)  # a materialize that failed part way: resume it
-        if read_definition(ds) is None:
-            write_definition(ds, view.node)
+            ds = self._existing_view(name, view, schema, keys, record_fields, replace)
+        node = read_definition(ds)
+        if node is None or fingerprint(node) != fingerprint(view.node):
+            write_definition(ds, view.node, replace=node is not None)
         mv = MaterializedView(self, name, ds, view.node)
         mv.refresh(engine=engine)
         return mv
 
-    def _unfinished_view(self, name: str, view: View, schema: pa.Schema) -> Dataset:
-        """The dataset of an earlier materialize of the same view that did not finish; else DatasetExistsError."""
+    def _existing_view(
+        self, name: str, view: View, schema: pa.Schema, keys: list[str], record_fields: list[str], replace: bool
+    ) -> Dataset:
+        """The dataset of an existing view of `name` to materialize `view` into, or DatasetExistsError.
+
+        That is the same view (an earlier materialize may not have finished: resume it), a view redefined
+        with `replace`, or the empty dataset of a materialize that failed before writing its definition.
+        """
         ds = self.dataset(name)
         node = read_definition(ds)
-        same_plan = node is not None and fingerprint(node) == fingerprint(view.node)
-        untouched = node is None and ds.schema.equals(schema) and ds.snapshot().id == 0
-        if not (same_plan or untouched):
-            raise DatasetExistsError(f"{name!r} already exists in {self.uri}; drop it or pick another name")
+        if node is None:
+            if ds.schema.equals(schema) and ds.snapshot().id == 0:
+                return ds
+            raise DatasetExistsError(
+                f"{name!r} already exists in {self.uri} as a dataset; drop it or pick another name"
+            )
+        if fingerprint(node) == fingerprint(view.node):
+            return ds
+        if not replace:
+            raise DatasetExistsError(
+                f"view {name!r} already exists in {self.uri} with another definition (plan or function version); "
+                "pass replace=True to redefine it (recomputed from scratch), or pick another name"
+            )
+        if not ds.schema.equals(schema) or ds.primary_keys != keys or ds.record_fields != record_fields:
+            raise SchemaMismatchError(
+                f"view {name!r} stores {ds.schema} keyed by {ds.primary_keys}; the new definition outputs {schema} "
+                f"keyed by {keys}: a redefinition must keep the output schema; drop the view and materialize it again"
+            )
         return ds
 
     def materialized_view(self, name: str) -> MaterializedView:

@@ -191,6 +191,22 @@ class Dataset:
             properties,
         )
 
+    def replace(
+        self,
+        data: Any,
+        idempotency_key: str | None = None,
+        message: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """Make `data` (streamed, as for append) the whole content in ONE snapshot: new files replace the old.
+
+        The change log records every key inserted, deleted or kept (kept keys as updates; diff() reports only
+        those whose row changed). A concurrent commit does not fail a replace: it lands after it.
+        """
+        return self._write(
+            lambda base: writes.prepare_replace(self._ctx, base, data), idempotency_key, message, properties
+        )
+
     def delete(
         self,
         filter: pc.Expression | None = None,

@@ -20,7 +20,7 @@ from .errors import InvalidInputError, PrimaryKeyConflictError
 from .formats import DATA_DIR, POS_COLUMN
 from .inputs import conform, duplicate_keys, iter_tables, key_table, key_values, rechunk
 from .log import LogEntry
-from .scan import FILE_COLUMN, locate, locations
+from .scan import FILE_COLUMN, SnapshotFiles, locate, locations
 from .txn import Prepared, discarded_on_error, group_by_file, write_change_log
 
 
@@ -81,14 +81,21 @@ def _delete_changes(ctx: DatasetContext, hits: pa.Table) -> pa.Table:
     )
 
 
-def _minus(keys: pa.Table, seen: list[pa.Table]) -> pa.Table:
-    """Rows of `keys` not among the `seen` key tables."""
+def _minus(keys: pa.Table, seen: list[pa.Table], names: list[str]) -> pa.Table:
+    """Rows of `keys` whose `names` columns are not among the `seen` key tables."""
     if not seen or keys.num_rows == 0:
         return keys
+    return keys.join(pa.concat_tables(seen).select(names), keys=names, join_type="left anti")
+
+
+def _locate_among(snap: SnapshotFiles, keys: pa.Table, deleting: pa.Table | None, found: pa.Table | None) -> pa.Table:
+    """Where `keys` live; keys among `deleting` (already located as `found`) need no second scan."""
+    if deleting is None or found is None:
+        return locate(snap, keys)
     names = keys.column_names
-    marked = pa.concat_tables(seen).append_column("_lh_seen", pa.array(np.ones(sum(t.num_rows for t in seen), bool)))
-    joined = keys.join(marked, keys=names, join_type="left outer")
-    return joined.filter(pc.is_null(joined.column("_lh_seen"))).select(names)
+    rest = keys.join(deleting, keys=names, join_type="left anti")
+    hits = found.join(keys, keys=names, join_type="left semi")
+    return pa.concat_tables([hits, locate(snap, rest)]) if rest.num_rows else hits
 
 
 def _pieces(
@@ -134,10 +141,13 @@ def prepare_rows(
     change_parts: list[pa.Table] = []
     deletes: dict[str, list[Positions]] = defaultdict(list)
     conflicts: list[Any] = []
+    # Delete keys are located once, up front: a view refresh upserts keys among them, and one scan serves both.
+    deleting = None if delete_keys is None else key_table(delete_keys, ctx.meta.schema, pks)
+    found = None if deleting is None else locate(snap, deleting)
     with discarded_on_error(ctx, prep):
         for keys, chunk, staged_row in _pieces(ctx, data, staged):
             _refuse_duplicates(ctx, keys)
-            hits = locate(snap, keys)
+            hits = _locate_among(snap, keys, deleting, found)
             if mode in ("append", "insert") and (hits.num_rows or conflicts):
                 # Keep reading (without writing) so the error names every existing key, not one chunk's.
                 conflicts += key_values(hits.select(pks))
@@ -157,8 +167,8 @@ def prepare_rows(
             raise PrimaryKeyConflictError(ctx.name, conflicts)
         if len(seen) > 1:  # each chunk was checked alone; keys may still repeat across chunks
             _refuse_duplicates(ctx, pa.concat_tables(seen))
-        if delete_keys is not None:
-            gone = locate(snap, _minus(key_table(delete_keys, ctx.meta.schema, pks), seen))
+        if found is not None:
+            gone = _minus(found, seen, pks)
             change_parts.append(_delete_changes(ctx, gone))
             seen.append(gone.select(pks))
             for path, pos in group_positions(gone).items():
@@ -167,7 +177,7 @@ def prepare_rows(
     kinds = change_counts(table)
     prep.added = pa.Table.from_pylist(added, schema=ctx.manifest_schema)
     prep.deletes = {p: dv.unique_sorted(np.concatenate(v)) for p, v in deletes.items()}
-    prep.touched = pa.concat_tables(seen) if seen else ctx.key_schema.empty_table()
+    prep.touched = pa.concat_tables(seen, promote_options="permissive") if seen else ctx.key_schema.empty_table()
     prep.summary = {
         "rows_inserted": kinds[ch.INSERT],
         "rows_updated": kinds[ch.UPDATE],
@@ -209,46 +219,114 @@ def prepare_delete(ctx: DatasetContext, base: LogEntry, filter: pc.Expression | 
     )
 
 
+def transition(pks: list[str], old: pa.Table, new: pa.Table, relocated_only: bool = True) -> pa.Table:
+    """The change log from one content to another, comparing where keys live (no row is read).
+
+    `old` and `new` hold keys with `_old_file`/`_old_pos` and `_new_file`/`_new_pos`. A key in both is an
+    update when its row moved (always, with `relocated_only=False`): readers such as diff() compare contents.
+    """
+    # Join keys and row numbers only: carrying the file paths through a million-row join costs several times more.
+    pairs = old.select(pks).append_column("_lh_o", pa.array(np.arange(old.num_rows, dtype=np.int64)))
+    pairs = pairs.join(
+        new.select(pks).append_column("_lh_n", pa.array(np.arange(new.num_rows, dtype=np.int64))),
+        keys=pks,
+        join_type="full outer",
+    )
+    cols = {c: old.column(c).take(pairs.column("_lh_o")) for c in ("_old_file", "_old_pos")}
+    cols |= {c: new.column(c).take(pairs.column("_lh_n")) for c in ("_new_file", "_new_pos")}
+    joined = pa.Table.from_arrays([*pairs.select(pks).columns, *cols.values()], names=[*pks, *cols])
+    has_old, has_new = pc.is_valid(joined.column("_old_file")), pc.is_valid(joined.column("_new_file"))
+    both = pc.and_(has_old, has_new)
+    if relocated_only:
+        moved = pc.or_(
+            pc.not_equal(joined.column("_old_file"), joined.column("_new_file")),
+            pc.not_equal(joined.column("_old_pos"), joined.column("_new_pos")),
+        )
+        both = pc.and_(both, moved)
+    parts = []
+    for kind, mask in ((ch.INSERT, pc.invert(has_old)), (ch.DELETE, pc.invert(has_new)), (ch.UPDATE, both)):
+        part = joined.filter(mask)
+        parts.append(ch.build(part.select(pks), kind, *(part.column(c) for c in cols)))
+    return pa.concat_tables(parts)
+
+
+def _old_locations(ctx: DatasetContext, entry: LogEntry) -> pa.Table:
+    pks = ctx.meta.primary_keys
+    return locations(ctx.files(entry), pks).rename_columns([*pks, "_old_pos", "_old_file"])
+
+
+def _counts(table: pa.Table) -> dict[str, int]:
+    counts = change_counts(table)
+    return {"rows_inserted": counts[ch.INSERT], "rows_updated": counts[ch.UPDATE], "rows_deleted": counts[ch.DELETE]}
+
+
 def prepare_restore(ctx: DatasetContext, head: LogEntry, target: LogEntry) -> Prepared:
     """A commit whose content is `target`'s, with the change log from `head` to it."""
     pks = ctx.meta.primary_keys
-    old = locations(ctx.files(head), pks).rename_columns([*pks, "_old_pos", "_old_file"])
     new = locations(ctx.files(target), pks).rename_columns([*pks, "_new_pos", "_new_file"])
-    joined = old.join(new, keys=pks, join_type="full outer")
-    has_old, has_new = pc.is_valid(joined.column("_old_file")), pc.is_valid(joined.column("_new_file"))
-    moved = pc.or_(
-        pc.not_equal(joined.column("_old_file"), joined.column("_new_file")),
-        pc.not_equal(joined.column("_old_pos"), joined.column("_new_pos")),
-    )
-    kinds = [
-        (ch.INSERT, pc.invert(has_old)),
-        (ch.DELETE, pc.invert(has_new)),
-        (ch.UPDATE, pc.and_(pc.and_(has_old, has_new), moved)),
-    ]
-    parts = []
-    for kind, mask in kinds:
-        part = joined.filter(mask)
-        cols = [part.column(c) for c in ("_old_file", "_old_pos", "_new_file", "_new_pos")]
-        parts.append(ch.build(part.select(pks), kind, *cols))
-    table = pa.concat_tables(parts)
+    table = transition(pks, _old_locations(ctx, head), new)
     path = ch.write(ctx.store, table)
-    counts = change_counts(table)
     return Prepared(
         operation="restore",
         replace_manifest=ctx.manifest(target),
         changes=path,
         written=[path],
         touched=table.select(pks),
-        summary={
-            "rows_inserted": counts[ch.INSERT],
-            "rows_updated": counts[ch.UPDATE],
-            "rows_deleted": counts[ch.DELETE],
-            "files_added": 0,
-            "bytes_written": 0,
-            "restored_from": target.snapshot_id,
-        },
+        summary={**_counts(table), "files_added": 0, "bytes_written": 0, "restored_from": target.snapshot_id},
         reprepare=lambda _base, new_head: _again(ctx, path, lambda: prepare_restore(ctx, new_head, target)),
     )
+
+
+def prepare_replace(ctx: DatasetContext, base: LogEntry, data: Any) -> Prepared:
+    """Write `data` as the dataset's whole new content: new files replace every file of the head.
+
+    The change log compares keys only: a key in both contents is an update (diff() drops unchanged rows).
+    Replacing does not depend on what the head holds, so after a concurrent commit only the log is redone.
+    """
+    pks = ctx.meta.primary_keys
+    prep = Prepared(operation="replace")
+    added: list[dict[str, Any]] = []
+    placed: list[pa.Table] = []
+    with discarded_on_error(ctx, prep):
+        options = ctx.meta.options
+        for chunk in rechunk(_conformed(ctx, data), options.max_rows_per_file, options.max_bytes_per_file):
+            row = ctx.write_data(chunk)
+            prep.written.append(row["path"])
+            faults.checkpoint("write.after_data_file")
+            added.append(row)
+            n = chunk.num_rows
+            placed.append(
+                chunk.select(pks)
+                .append_column("_new_file", pa.repeat(pa.scalar(row["path"]), n))
+                .append_column("_new_pos", pa.array(np.arange(n, dtype=np.int64)))
+            )
+        new_schema = pa.schema([*ctx.key_schema, pa.field("_new_file", pa.string()), pa.field("_new_pos", pa.int64())])
+        new = pa.concat_tables(placed) if placed else new_schema.empty_table()
+        _refuse_duplicates(ctx, new.select(pks))  # once for all chunks: nothing is committed before this
+        prep.replace_manifest = pa.Table.from_pylist(added, schema=ctx.manifest_schema)
+        _log_replace(ctx, prep, base, new)
+    files = {"files_added": len(added), "bytes_written": sum(r["bytes"] for r in added)}
+
+    def again(_base: LogEntry, head: LogEntry) -> Prepared:
+        stale = prep.changes
+        prep.written.remove(str(stale))
+        ctx.store.delete(str(stale))
+        with discarded_on_error(ctx, prep):
+            _log_replace(ctx, prep, head, new)
+        prep.summary.update(files)
+        return prep
+
+    prep.reprepare = again
+    prep.summary.update(files)
+    return prep
+
+
+def _log_replace(ctx: DatasetContext, prep: Prepared, head: LogEntry, new: pa.Table) -> None:
+    """The change log of replacing `head`'s content by the rows at `new`'s locations."""
+    pks = ctx.meta.primary_keys
+    table = write_change_log(ctx, prep, [transition(pks, _old_locations(ctx, head), new, relocated_only=False)])
+    prep.touched = table.select(pks)
+    prep.summary = {**_counts(table), "files_removed": ctx.manifest(head).num_rows}
 
 
 def _again(ctx: DatasetContext, stale: str, prepare: Callable[[], Prepared]) -> Prepared:

@@ -1,10 +1,15 @@
-"""A refresh lease: put-if-absent of a lock object, so one refresh of a view runs at a time."""
+"""A refresh lease: put-if-absent of a lock object, so one refresh of a view runs at a time.
+
+The holder renews the lease from a heartbeat thread while it works, so a long refresh keeps it with a short
+TTL, and a refresher that died (or hangs without its heartbeat) loses it once the TTL passes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from types import TracebackType
@@ -19,8 +24,15 @@ LOCK_FILE = "_refresh.lock"
 _HELD: set[str] = set()
 
 
+DEFAULT_TTL_SECONDS = 120.0
+
+
 class RefreshInProgressError(StorageError):
     """Another process is refreshing this view right now."""
+
+
+class LeaseLostError(StorageError):
+    """The lease expired and another process took it over before this refresh could commit."""
 
 
 def _alive(pid: int) -> bool:
@@ -36,11 +48,14 @@ def _alive(pid: int) -> bool:
 class RefreshLease:
     """Held while a refresh runs; a crashed holder's lease is taken over once it expires or its process died."""
 
-    def __init__(self, store: ObjectStore, name: str, ttl_seconds: float = 3600.0) -> None:
+    def __init__(self, store: ObjectStore, name: str, ttl_seconds: float | None = None) -> None:
         self._store = store
         self._name = name
-        self._ttl = ttl_seconds
+        self._ttl = DEFAULT_TTL_SECONDS if ttl_seconds is None else ttl_seconds
         self._token = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._lost: str | None = None
+        self._heartbeat: threading.Thread | None = None
 
     def _body(self) -> bytes:
         return json.dumps(
@@ -67,20 +82,50 @@ class RefreshLease:
         return False
 
     def __enter__(self) -> RefreshLease:
-        if self._acquire():
+        if self._acquire() or (self._stale() and self._take_over()):
+            self._heartbeat = threading.Thread(target=self._beat, name=f"lease:{self._name}", daemon=True)
+            self._heartbeat.start()
             return self
-        if self._stale():
-            self._store.delete(LOCK_FILE)
-            if self._acquire():
-                return self
         raise RefreshInProgressError(
             f"view {self._name!r} is being refreshed by another process ({self._store.uri}/{LOCK_FILE}); "
             "wait for it to finish (a crashed refresh's lease is taken over when its process is gone)"
         )
 
+    def _take_over(self) -> bool:
+        self._store.delete(LOCK_FILE)
+        return self._acquire()
+
+    def renew(self) -> None:
+        """Push the expiry a TTL ahead, if the lock is still this lease's (else remember it was lost)."""
+        try:
+            held = json.loads(self._store.read_bytes(LOCK_FILE))
+        except (FileNotFoundError, ValueError):
+            held = {}
+        if held.get("token") != self._token:
+            self._lost = f"its lock {self._store.uri}/{LOCK_FILE} now belongs to {held or 'nobody'}"
+            return
+        self._store.write_bytes(LOCK_FILE, self._body())
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._ttl / 4) and self._lost is None:
+            try:
+                self.renew()
+            except Exception:  # retried at the next beat: only the expiry takes the lease away
+                continue
+
+    def check(self) -> None:
+        """Raise LeaseLostError if another process took the lease over (call right before committing)."""
+        if self._lost is not None:
+            raise LeaseLostError(
+                f"refresh of {self._name!r} lost its lease ({self._lost}); its work was not committed, refresh again"
+            )
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
         _HELD.discard(self._token)  # from here on, a lock left behind by this lease counts as stale
         try:
             held = json.loads(self._store.read_bytes(LOCK_FILE))

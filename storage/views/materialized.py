@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import CorruptDatasetError, InvalidInputError
 from ..formats import FORMAT_VERSION, check_format_version, decode_json, encode_json
 from ..io import put_once
 from . import plan as planmod
-from .evaluate import Inputs, affected, all_keys, evaluate
+from .evaluate import Inputs, Traces, affected, all_keys, evaluate, key_names
 from .lease import RefreshLease
 from .plan import MapBatches, Node, root
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 VIEW_FILE = "_view.json"
 SOURCES_PROP = "lh.view.sources"
 PLAN_PROP = "lh.view.plan"
+TRACES_PROP = "lh.view.traces"
+TRACE_DIR = "_view_traces"
 CHUNK_KEYS = 16_384
 
 
@@ -112,48 +117,62 @@ class MaterializedView:
     def recompute(self, version: Any = None) -> pa.Table:
         """The view computed from scratch at source versions (default: what the view reflects now)."""
         inputs = self._inputs(version if version is not None else (self.reflects() or None))
-        return evaluate(self.node, all_keys(self.node, inputs), inputs)
+        return evaluate(self.node, None, inputs)
 
     def refresh(self, version: Any = None, engine: str = "local", full: bool = False) -> RefreshStats:
         """Bring the view up to source `version` (default: the sources' heads) in one idempotent commit.
 
-        Only keys the sources changed since the last refresh are recomputed, unless the plan or a function
-        version changed (or `full=True`). engine="ray" (or a Ray address) evaluates functions on Ray workers.
+        Only keys the sources changed since the last refresh are recomputed, reading changed rows where the
+        change logs say they are; when the plan or a function version changed (or `full=True`) the view is
+        recomputed and its content replaced. engine="ray" (or a Ray address) evaluates functions on Ray workers.
         """
         started = time.perf_counter()
-        with RefreshLease(self.dataset._ctx.store, self.name):
+        with RefreshLease(self.dataset._ctx.store, self.name) as lease:
             inputs = self._inputs(version)
             head = self.dataset.snapshot()
             fp = planmod.fingerprint(self.node)
             before = {k: int(v) for k, v in json.loads(head.properties.get(SOURCES_PROP, "{}")).items()}
-            if before == inputs.pinned and head.properties.get(PLAN_PROP) == fp and not full:
+            same_plan = head.properties.get(PLAN_PROP) == fp
+            if before == inputs.pinned and same_plan and not full:
                 return RefreshStats(head.id, inputs.pinned, False, 0, 0, 0, time.perf_counter() - started, False)
-            keys = (
-                None
-                if full or not before or head.properties.get(PLAN_PROP) != fp
-                else affected(self.node, before, inputs)
-            )
-            is_full = keys is None
-            if keys is None:
-                keys = all_keys(self.node, inputs)
-                stale = self.dataset.read_all(columns=self.dataset.primary_keys)
-            else:
-                stale = keys
-            rows = _run(self._catalog, self.node, keys, inputs, engine)
-            snap = self.dataset.apply_changes(
-                rows if rows.num_rows else self.dataset.schema.empty_table(),
-                delete_keys=stale,
-                # The head is part of the key: the same sources can be due again later (full=True, a refresh back
-                # to an older version, a function version flipped back), and must not hit an earlier refresh.
-                idempotency_key=f"refresh:{self.name}:{head.id}:{fp}:{encode_json(inputs.pinned).decode()}",
-                message=f"refresh from {inputs.pinned}",
-                properties={SOURCES_PROP: encode_json(inputs.pinned).decode(), PLAN_PROP: fp},
-            )
+            old_traces = read_traces(self.dataset, head)
+            keys = affected(self.node, before, inputs, old_traces) if same_plan and before and not full else None
+            rows, traces = _run(self._catalog, self.node, keys, inputs, engine)
+            if keys is not None:
+                traces = _updated_traces(old_traces, traces, keys, key_names(self.node, inputs))
+            trace_paths = write_traces(self.dataset, traces)
+            properties = {
+                SOURCES_PROP: encode_json(inputs.pinned).decode(),
+                PLAN_PROP: fp,
+                TRACES_PROP: encode_json(trace_paths).decode(),
+            }
+            # The head is part of the key: the same sources can be due again later (full=True, a refresh back
+            # to an older version, a function version flipped back), and must not hit an earlier refresh.
+            idempotency_key = f"refresh:{self.name}:{head.id}:{fp}:{encode_json(inputs.pinned).decode()}"
+            message = f"refresh from {inputs.pinned}"
+            try:
+                lease.check()
+                if keys is None:
+                    snap = self.dataset.replace(rows, idempotency_key, message, properties)
+                else:
+                    snap = self.dataset.apply_changes(
+                        _table(rows, self.dataset.schema),
+                        delete_keys=keys.select(key_names(self.node, inputs)),
+                        idempotency_key=idempotency_key,
+                        message=message,
+                        properties=properties,
+                    )
+            except BaseException:
+                if self.dataset._ctx.log.find(idempotency_key=idempotency_key) is None:
+                    for path in trace_paths.values():
+                        self.dataset._ctx.store.delete(path)
+                raise
+            source = root(self.node).dataset
             return RefreshStats(
                 snap.id,
                 inputs.pinned,
-                is_full,
-                keys.num_rows,
+                keys is None,
+                inputs.datasets[source].count(version=inputs.pinned[source]) if keys is None else keys.num_rows,
                 snap.summary.get("rows_inserted", 0) + snap.summary.get("rows_updated", 0),
                 snap.summary.get("rows_deleted", 0),
                 time.perf_counter() - started,
@@ -161,10 +180,57 @@ class MaterializedView:
             )
 
 
-def _run(catalog: Catalog, node: Node, keys: pa.Table, inputs: Inputs, engine: str) -> pa.Table:
-    """Evaluate the plan for `keys`, locally or in chunks on Ray workers."""
+def _table(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(parts, promote_options="permissive") if parts else schema.empty_table()
+
+
+def _updated_traces(old: Traces, new: Traces, keys: pa.Table, names: list[str]) -> Traces:
+    """Traces after an incremental refresh: the recomputed keys' entries replaced by what they traced now."""
+    redone = keys.select(names)
+    out = {}
+    for i, before in old.items():
+        kept = before.join(redone, keys=names, join_type="left anti")
+        out[i] = pa.concat_tables([kept, new[i].cast(kept.schema)]) if i in new else kept
+    return out
+
+
+def read_traces(dataset: Dataset, head: Any) -> Traces:
+    """The join traces a view version recorded (a missing one makes affected() ask for a full recompute)."""
+    store = dataset._ctx.store
+    out = {}
+    for i, path in json.loads(head.properties.get(TRACES_PROP, "{}")).items():
+        try:
+            out[int(i)] = pq.read_table(io.BytesIO(store.read_bytes(path)))
+        except FileNotFoundError:
+            continue  # removed by hand: recomputing is the way back
+    return out
+
+
+def write_traces(dataset: Dataset, traces: Traces) -> dict[str, str]:
+    """Store traces (one Parquet file each, never overwritten) and return their paths by join index."""
+    store = dataset._ctx.store
+    paths = {}
+    for i, table in sorted(traces.items()):
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        path = f"{TRACE_DIR}/{uuid.uuid4().hex}.parquet"
+        store.write_bytes(path, sink.getvalue())
+        paths[str(i)] = path
+    return paths
+
+
+def _merge_traces(into: Traces, part: Traces) -> None:
+    for i, table in part.items():
+        into[i] = pa.concat_tables([into[i], table]) if i in into else table
+
+
+def _run(catalog: Catalog, node: Node, keys: pa.Table, inputs: Inputs, engine: str) -> tuple[list[pa.Table], Traces]:
+    """Evaluate the plan for `keys`, locally or in chunks on Ray workers; output parts and join traces."""
+    traces: Traces = {}
     if engine == "local":
-        return evaluate(node, keys, inputs)
+        return [evaluate(node, keys, inputs, traces)], traces
+    if keys is None:
+        keys = all_keys(node, inputs)  # with their locations: each task reads its rows where they are
     import ray  # optional dependency: only engine="ray" needs it
 
     if not ray.is_initialized():
@@ -172,28 +238,39 @@ def _run(catalog: Catalog, node: Node, keys: pa.Table, inputs: Inputs, engine: s
     task: Any = ray.remote(_evaluate_chunk)
     spec = catalog.spec()
     plan_json = planmod.to_json(node)
+    located = ray.put(inputs.located)
     chunks = [keys.slice(i, CHUNK_KEYS) for i in range(0, keys.num_rows, CHUNK_KEYS)] or [keys]
-    refs = [task.remote(spec, plan_json, inputs.pinned, chunk) for chunk in chunks]
-    parts: list[pa.Table] = ray.get(refs)
-    return pa.concat_tables(parts, promote_options="permissive")
+    refs = [task.remote(spec, plan_json, inputs.pinned, located, chunk) for chunk in chunks]
+    parts = []
+    for part, chunk_traces in ray.get(refs):
+        parts.append(part)
+        _merge_traces(traces, chunk_traces)
+    return parts, traces
 
 
 def _evaluate_chunk(
-    spec: dict[str, Any], plan_json: dict[str, Any], pinned: dict[str, int], keys: pa.Table
-) -> pa.Table:
+    spec: dict[str, Any], plan_json: dict[str, Any], pinned: dict[str, int], located: Any, keys: pa.Table
+) -> tuple[pa.Table, Traces]:
     """Runs on a Ray worker: reopen the catalog and evaluate one chunk of keys."""
     from ..catalog import Catalog
 
     catalog = Catalog.from_spec(spec)
     node = planmod.from_json(plan_json)
-    inputs = Inputs({n: catalog.dataset(n) for n in planmod.sources(node)}, pinned)
-    return evaluate(node, keys, inputs)
+    inputs = Inputs({n: catalog.dataset(n) for n in planmod.sources(node)}, pinned, dict(located))
+    traces: Traces = {}
+    return evaluate(node, keys, inputs, traces), traces
 
 
-def write_definition(dataset: Dataset, node: Node) -> None:
-    """Store the plan next to the view's data (once, when the view is created)."""
+def write_definition(dataset: Dataset, node: Node, replace: bool = False) -> None:
+    """Store the plan next to the view's data (when the view is created, or redefined with `replace`).
+
+    Versions of the view record the fingerprint of the plan they were computed with, so the first refresh
+    after a redefinition recomputes everything.
+    """
     body = encode_json({"format_version": FORMAT_VERSION, "plan": planmod.to_json(node)})
-    if not put_once(dataset._ctx.store, VIEW_FILE, body):
+    if replace:
+        dataset._ctx.store.write_bytes(VIEW_FILE, body)
+    elif not put_once(dataset._ctx.store, VIEW_FILE, body):
         raise CorruptDatasetError(f"dataset {dataset.name!r} already holds a view definition")
 
 

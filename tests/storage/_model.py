@@ -137,6 +137,19 @@ class Model:
         """Remove rows the predicate holds for (a null comparison is false, as in Arrow filters)."""
         return self._commit({k: r for k, r in self.head.items() if not predicate(r)})
 
+    def replace(self, rows: Iterable[Row]) -> int:
+        """A new version holding exactly `rows`."""
+        return self._commit({self.layout.key(r): dict(r) for r in rows})
+
+    def diff(self, start: int, end: int) -> list[tuple[str, Row]]:
+        """Net change between two versions as (change type, row), in the layout's key order per type."""
+        a, b = self.versions[start], self.versions[end]
+        out = [("insert", b[k]) for k in b if k not in a]
+        out += [("delete", a[k]) for k in a if k not in b]
+        changed = [k for k in a if k in b and a[k] != b[k]]
+        out += [("update_preimage", a[k]) for k in changed] + [("update_postimage", b[k]) for k in changed]
+        return sorted(out, key=lambda e: (e[0], self.layout.key(e[1])))
+
     def restore(self, version: int) -> int:
         """A new version equal to an old one."""
         return self._commit(dict(self.versions[version]))

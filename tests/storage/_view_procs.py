@@ -9,14 +9,17 @@ import os
 import signal
 
 from storage import Catalog, faults
+from storage.views import lease
 
 
-def refresh_view(root: str, name: str) -> None:
+def refresh_view(root: str, name: str, full: bool = False, lease_ttl: float | None = None) -> None:
     """Refresh a materialized view (the test decides, through the view's function, how long it takes)."""
-    Catalog(root).materialized_view(name).refresh()
+    if lease_ttl is not None:
+        lease.DEFAULT_TTL_SECONDS = lease_ttl
+    Catalog(root).materialized_view(name).refresh(full=full)
 
 
-def refresh_view_and_die(root: str, name: str, step: str) -> None:
+def refresh_view_and_die(root: str, name: str, step: str, full: bool = False) -> None:
     """Refresh a view and SIGKILL this process when the commit reaches `step`: no cleanup code can run."""
 
     def die_at(reached: str) -> None:
@@ -24,4 +27,4 @@ def refresh_view_and_die(root: str, name: str, step: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     faults.set_hook(die_at)
-    refresh_view(root, name)
+    refresh_view(root, name, full)

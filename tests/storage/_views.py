@@ -123,7 +123,7 @@ PLANS = {
         ),
     )
 }
-# A map that rewrites the join column before the join (kept out of PLANS: see its xfail test).
+# A map that rewrites the join column before the join: a right-side change reaches left rows through it.
 SHIFTED_JOIN = Plan(
     "shifted_join",
     lambda items, cats: items.map_batches(u.shift_cat, ITEMS.schema).join(cats, on=["cat_id"], how="left"),

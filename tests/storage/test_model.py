@@ -131,7 +131,7 @@ class DatasetMachine(RuleBasedStateMachine):
         entries=NONEMPTY_ENTRIES,
         data=st.data(),
         form=FORM,
-        mode=st.sampled_from(["append", "insert", "upsert"]),
+        mode=st.sampled_from(["append", "insert", "upsert", "replace"]),
     )
     def write_duplicate_keys(self, entries: list[Entry], data: st.DataObject, form: InputForm, mode: str) -> None:
         rows = self.rows(entries)
@@ -140,7 +140,7 @@ class DatasetMachine(RuleBasedStateMachine):
         key = self.layout.key_arg(self.layout.key(dup))
         # For append/insert an existing key in an earlier file-sized chunk may be reported first; either
         # error is right as long as nothing is written.
-        conflict_possible = mode != "upsert" and self.model.existing(rows)
+        conflict_possible = mode in ("append", "insert") and self.model.existing(rows)
         expected = (InvalidInputError, PrimaryKeyConflictError) if conflict_possible else InvalidInputError
         with nothing_written(self.ds, self.root), pytest.raises(expected) as info:
             getattr(self.ds, mode)(as_input(self.layout, rows, form))
@@ -172,6 +172,17 @@ class DatasetMachine(RuleBasedStateMachine):
             snap = self.ds.delete((pc.field("score") >= lo) & (pc.field("score") <= lo + span))
             expected = self.model.delete_where(score_between(lo, lo + span))
         self.expect_snapshot(snap, expected, "delete")
+
+    @rule(entries=ENTRIES, form=FORM)
+    def replace(self, entries: list[Entry], form: InputForm) -> None:
+        rows = self.rows(entries)
+        before = self.model.head_id
+        snap = self.ds.replace(as_input(self.layout, rows, form))
+        self.expect_snapshot(snap, self.model.replace(rows), "replace")
+        # The change log of a replace compares keys only; diff() must still show just the rows that changed.
+        diff = self.ds.diff(before, snap.id).to_pylist()
+        got = sorted(((d.pop("_change_type"), d) for d in diff), key=lambda e: (e[0], self.layout.key(e[1])))
+        assert got == self.model.diff(before, snap.id)
 
     @rule(data=st.data(), by_tag=st.booleans())
     def restore(self, data: st.DataObject, by_tag: bool) -> None:
