@@ -7,6 +7,12 @@ physical position of the file's k-th live row is one binary search away. Index c
 Parquet one row group at a time into a per-process LRU cache bounded in bytes (for a small dataset that
 is every row group, so each file is read once); record fields are read by address through the
 RecordReader, which groups a batch's reads per record file and reads files in parallel.
+
+Fork safety: a forked child (a DataLoader worker under the default start method) inherits the parent's
+object as it is, with the parent's open ArrayRecord readers (C++ handles bound to the parent's ArrayRecord
+thread pool, whose threads do not exist in the child), the parent's store clients and locks that another
+parent thread may have held at the fork. So every RandomAccess in the child is rebuilt right after the fork
+from its pickled state, exactly as a spawned worker gets it: its own store, record reader and caches.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
+import os
+import pickle
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,6 +115,7 @@ class RandomAccess:
         self._starts: Int64s = np.concatenate([np.zeros(1, np.int64), np.cumsum(live)])
         self._starts_list: list[int] = self._starts.tolist()  # bisect on a list beats numpy for one index
         self._open_caches()
+        _LIVE.add(self)
 
     def _open_caches(self) -> None:
         self._groups = _GroupCache(self._cache_bytes)
@@ -120,6 +130,11 @@ class RandomAccess:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._open_caches()
+        _LIVE.add(self)
+
+    def _reopen(self) -> None:
+        """Drop everything inherited from the parent process for fresh copies, as a spawned worker has."""
+        self.__setstate__(pickle.loads(pickle.dumps(self.__getstate__())))
 
     def __repr__(self) -> str:
         return f"RandomAccess({self._store.uri!r}, snapshot={self._snapshot_id}, rows={len(self)})"
@@ -257,6 +272,17 @@ class RandomAccess:
             group = _Group(batch, batch.columns)
             self._groups.put((f, g), group)
         return group
+
+
+_LIVE: weakref.WeakSet[RandomAccess] = weakref.WeakSet()
+
+
+def _reopen_after_fork() -> None:
+    for ra in list(_LIVE):
+        ra._reopen()
+
+
+os.register_at_fork(after_in_child=_reopen_after_fork)
 
 
 def _skips(deleted: Int64s) -> Int64s:
