@@ -22,6 +22,10 @@ DV_DIR = "dv"
 MANIFEST_DIR = "manifests"
 CHANGES_DIR = "changes"
 RECORDS_DIR = "records"
+# A materialized view's join traces: files a snapshot names in its properties (a JSON map to paths), not
+# in its manifest, so vacuum keeps them while the snapshot lives and removes them after.
+TRACE_DIR = "_view_traces"
+TRACES_PROP = "lh.view.traces"
 TMP_PREFIX = ".tmp-"
 LOG_ID_WIDTH = 20
 

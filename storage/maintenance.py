@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +15,18 @@ from . import changes as ch
 from . import manifest as mf
 from .context import DatasetContext
 from .errors import CorruptDatasetError, InvalidInputError, StorageError
-from .formats import CHANGES_DIR, DATA_DIR, DV_DIR, MANIFEST_DIR, RECORDS_DIR, TMP_PREFIX, log_name, utcnow
+from .formats import (
+    CHANGES_DIR,
+    DATA_DIR,
+    DV_DIR,
+    MANIFEST_DIR,
+    RECORDS_DIR,
+    TMP_PREFIX,
+    TRACE_DIR,
+    TRACES_PROP,
+    log_name,
+    utcnow,
+)
 from .records import RECORD_FILE
 
 
@@ -30,13 +42,15 @@ class ValidationReport:
 
 
 def referenced(ctx: DatasetContext) -> set[str]:
-    """Every file a live snapshot needs: manifests, change logs, data and record files, deletion vectors.
+    """Every file a live snapshot needs: manifests, change logs, data and record files, deletion vectors,
+    view join traces.
 
     Data files named by change logs (the old rows history() and diff() show) are kept with their records.
     """
     out: set[str] = set()
     via_changes: set[str] = set()
     for entry in ctx.log.entries():
+        out.update(json.loads(entry.properties.get(TRACES_PROP, "{}")).values())
         if entry.manifest:
             out.add(entry.manifest)
             table = ctx.manifest(entry)
@@ -140,7 +154,7 @@ def vacuum(ctx: DatasetContext, grace: timedelta, dry_run: bool = False) -> Vacu
     cutoff = time.time() - grace.total_seconds()
     removed: list[str] = []
     freed = 0
-    for prefix in (DATA_DIR, DV_DIR, RECORDS_DIR, MANIFEST_DIR, CHANGES_DIR, "_log", "_refs"):
+    for prefix in (DATA_DIR, DV_DIR, RECORDS_DIR, MANIFEST_DIR, CHANGES_DIR, TRACE_DIR, "_log", "_refs"):
         for info in ctx.store.list_files(prefix):
             leftover_tmp = info.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
             if info.mtime > cutoff or (info.path in keep) or (prefix in ("_log", "_refs") and not leftover_tmp):

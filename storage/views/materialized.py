@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import CorruptDatasetError, InvalidInputError
-from ..formats import FORMAT_VERSION, check_format_version, decode_json, encode_json
+from ..formats import FORMAT_VERSION, TRACE_DIR, TRACES_PROP, check_format_version, decode_json, encode_json
 from ..io import put_once
 from . import plan as planmod
 from .evaluate import Inputs, Traces, affected, all_keys, evaluate, key_names
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 VIEW_FILE = "_view.json"
 SOURCES_PROP = "lh.view.sources"
 PLAN_PROP = "lh.view.plan"
-TRACES_PROP = "lh.view.traces"
-TRACE_DIR = "_view_traces"
 CHUNK_KEYS = 16_384
 
 

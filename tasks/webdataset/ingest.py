@@ -72,7 +72,7 @@ class ShardIngest:
 def ingest_shards(
     catalog: Catalog,
     project: str,
-    pattern: str | Sequence[str],
+    pattern: str | os.PathLike[str] | Sequence[str],
     *,
     engine: Engine = "local",
     workers: int | None = None,
@@ -100,7 +100,7 @@ def ingest_shards(
 def write_shards(
     catalog: Catalog,
     project: str,
-    pattern: str | Sequence[str],
+    pattern: str | os.PathLike[str] | Sequence[str],
     *,
     engine: Engine = "local",
     workers: int | None = None,

@@ -6,6 +6,7 @@ checked to exist before any is parsed, so a wrong pattern fails at once with the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,10 +18,12 @@ from .patterns import expand_pattern
 S3_SCHEME = "s3://"
 
 
-def shard_urls(pattern: str | Sequence[str], s3: S3Options | None = None) -> list[str]:
+def shard_urls(pattern: str | os.PathLike[str] | Sequence[str], s3: S3Options | None = None) -> list[str]:
     """The shards a pattern (or a list of paths and URLs) names: absolute local paths and S3 URLs, in
     order; SourceError naming the missing ones if any does not exist."""
-    names = expand_pattern(pattern) if isinstance(pattern, str) else list(pattern)
+    if isinstance(pattern, os.PathLike):
+        pattern = os.fspath(pattern)
+    names = expand_pattern(pattern) if isinstance(pattern, str) else [os.fspath(name) for name in pattern]
     urls = [name if name.startswith(S3_SCHEME) else str(Path(name).resolve()) for name in names]
     remote = [url for url in urls if url.startswith(S3_SCHEME)]
     found = set(_existing_objects(remote, s3)) if remote else set()

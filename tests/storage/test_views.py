@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from multiprocessing.context import SpawnContext
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,25 @@ def test_right_side_change_after_map_of_join_column(catalog: Catalog, sources: S
     sources.write("cats", "upsert", [{"cat_id": 4, "name": "four", "weight": 1}])
     stats = mv.refresh()
     assert (stats.full, stats.keys_recomputed) == (False, 10)
+    check_view(mv, sources, SHIFTED_JOIN)
+
+
+def test_vacuum_keeps_the_live_join_traces_and_removes_expired_ones(
+    catalog: Catalog, catalog_root: Path, sources: Sources
+) -> None:
+    mv = catalog.materialize("mv", SHIFTED_JOIN.build(*sources.datasets.values()))
+    for cat_id in (2, 3, 4):
+        sources.write("cats", "upsert", [{"cat_id": cat_id, "name": f"n{cat_id}", "weight": cat_id}])
+        mv.refresh()
+    traces = catalog_root / "mv" / "_view_traces"
+    written = set(os.listdir(traces))
+    mv.dataset.expire(keep_last=1)
+    mv.dataset.vacuum(grace_period=timedelta(0))
+    left = set(os.listdir(traces))
+    assert left and left < written  # the head's traces stay, the expired versions' go
+    sources.write("cats", "upsert", [{"cat_id": 1, "name": "one", "weight": 1}])
+    stats = mv.refresh()
+    assert not stats.full  # the kept traces still drive an incremental refresh
     check_view(mv, sources, SHIFTED_JOIN)
 
 

@@ -145,6 +145,14 @@ def test_bad_members_are_quarantined(tmp_path):
     assert reject["source_pointer"] == "/..~1up.png" and "outside the shard" in reject["reason"]
 
 
+def test_paths_are_accepted_as_well_as_strings(tmp_path):
+    write_shard(tmp_path / "p-0.tar", [("a.png", png(2, 2))])
+    write_shard(tmp_path / "p-1.tar", [("b.png", png(2, 2))])
+    one = ingest_shards(Catalog(tmp_path / "a"), "wd", tmp_path / "p-0.tar")
+    both = ingest_shards(Catalog(tmp_path / "b"), "wd", [tmp_path / "p-0.tar", tmp_path / "p-1.tar"])
+    assert (one.samples, both.samples) == (1, 2)
+
+
 @pytest.mark.slow
 def test_ray_engine_gives_the_same_rows(tmp_path):
     pytest.importorskip("ray")
