@@ -157,8 +157,13 @@ def _changes_labels(payload: dict[str, Any]) -> bool:
     return any(t.num_rows for t in tables) or any(scopes)
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
 def serve_webhooks(app: FastAPI, host: str, port: int) -> None:
     """Run the receiver until interrupted."""
     import uvicorn  # only the receiver needs it
 
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # uvicorn closes a keep-alive connection idle for 5 s by default; a sender reusing it at that moment
+    # sees a connection reset before its request is read. A longer idle timeout makes that race rarer.
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=KEEP_ALIVE_SECONDS)

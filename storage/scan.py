@@ -110,9 +110,12 @@ def filter_columns(schema: pa.Schema, filter: pc.Expression) -> set[str]:
     literals may mention names too) is left out of an empty table in turn.
     """
     empty = schema.empty_table()
-    text = str(filter)
+    try:
+        text: str | None = str(filter)
+    except UnicodeDecodeError:  # Arrow abbreviates long literals, and can cut a UTF-8 character in two
+        text = None
     needed = set()
-    for name in (n for n in schema.names if n in text):
+    for name in (n for n in schema.names if text is None or n in text):
         try:
             empty.drop_columns([name]).filter(filter)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
