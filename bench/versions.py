@@ -4,6 +4,8 @@ Run: python bench/versions.py [--rows 1000000 --commits 100]. Each dataset gets 
 of its rows; one key is edited in every other commit so history() has a long trail. Two relabel patterns:
 `random` keys spread over the whole table (pre-images sit in every row group), and `clustered` runs of
 consecutive keys (a labeling batch of neighbouring tasks), which is how labeling projects usually change.
+Each pattern runs with and without `WriteOptions(log_row_images=True)`: with it, commits copy the old rows
+into their change logs and diff() reads only change logs and the commits' own small files.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from unittest import mock
 
 import numpy as np
@@ -32,7 +35,8 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=100)
     args = parser.parse_args()
     for pattern in ("random", "clustered"):
-        run(args.rows, args.commits, pattern)
+        for preimages in (True, False):
+            run(args.rows, args.commits, pattern, preimages)
 
 
 def pick_keys(rng: np.random.Generator, n: int, k: int, pattern: str) -> np.ndarray:
@@ -43,21 +47,25 @@ def pick_keys(rng: np.random.Generator, n: int, k: int, pattern: str) -> np.ndar
     return np.arange(start, start + k)
 
 
-def run(n: int, commits: int, pattern: str) -> None:
+def run(n: int, commits: int, pattern: str, preimages: bool) -> None:
     """Build the dataset for one relabel pattern and print its table."""
     cat = Catalog(os.path.join(tempfile.mkdtemp(prefix="lh-bench-"), "lake"))
-    ds = cat.create_dataset("labels", label_table(1).schema, ["id"], options=WriteOptions(max_rows_per_file=n // 10))
+    options = WriteOptions(max_rows_per_file=n // 10, log_row_images=preimages)
+    ds = cat.create_dataset("labels", label_table(1).schema, ["id"], options=options)
     first = ds.append(label_table(n))
     rng = np.random.default_rng(3)
     hot_key = n // 3
     k = max(1, n // 1000)
+    commit_times: list[float] = []
     for c in range(commits):
         keys = pick_keys(rng, n, k, pattern)
         if c % 2 == 0:
             keys[0] = hot_key
         keys = np.unique(keys)
         batch = label_table(len(keys), seed=100 + c).set_column(0, "id", pa.array(keys, pa.int64()))
+        t0 = time.perf_counter()
         ds.upsert(batch, message=f"relabel batch {c}")
+        commit_times.append(time.perf_counter() - t0)
     last = ds.snapshot()
     edits = 1 + (commits + 1) // 2
 
@@ -66,11 +74,11 @@ def run(n: int, commits: int, pattern: str) -> None:
     opened: list[str] = []
     real = datafiles.read_positions
 
-    def counting(store, path, positions, columns):  # type: ignore[no-untyped-def]
+    def counting(store, layout, path, positions, columns):  # type: ignore[no-untyped-def]
         opened.append(path)
-        return real(store, path, positions, columns)
+        return real(store, layout, path, positions, columns)
 
-    with mock.patch("storage.changeset.read_positions", counting):
+    with mock.patch("storage.context.read_positions", counting):
         t_hist, hist = timed(lambda: ds.history(hot_key))
     files_before = ds.manifest().num_rows
     t_compact, _ = timed(lambda: ds.compact())
@@ -79,9 +87,10 @@ def run(n: int, commits: int, pattern: str) -> None:
     assert after.num_rows == full.num_rows
     assert hist.num_rows == edits, (hist.num_rows, edits)
     show(
-        f"{n:,} rows after {commits} commits of 0.1% upserts ({pattern} keys)",
+        f"{n:,} rows after {commits} commits of 0.1% upserts ({pattern} keys, log_row_images={preimages})",
         ["measure", "value", "note"],
         [
+            ["upsert commit s", float(np.median(commit_times)), "median of the relabel commits"],
             ["full scan s", t_full, "read_all() at head"],
             [
                 "diff first->last s",

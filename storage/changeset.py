@@ -8,7 +8,8 @@ snapshots' key locations are compared instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,12 +17,17 @@ import pyarrow.compute as pc
 
 from . import changes as ch
 from .context import DatasetContext
+from .formats import POS_COLUMN
 from .lineage import common_ancestor, first_parent_path
 from .log import LogEntry
 from .scan import locations
 
 FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY = "_from_file", "_from_pos", "_to_file", "_to_pos", "_move_only"
+# Row of the row-image pool holding a key's content at the start (FROM_REF) or end (TO_REF), when a change
+# log recorded it; null means "read it at FROM/TO file and position".
+FROM_REF, TO_REF = "_from_ref", "_to_ref"
 _NULL_AGG = pc.ScalarAggregateOptions(skip_nulls=False)
+_SKIP_NULLS = pc.ScalarAggregateOptions(skip_nulls=True)
 
 
 def _net_schema(ctx: DatasetContext) -> pa.Schema:
@@ -33,19 +39,44 @@ def _net_schema(ctx: DatasetContext) -> pa.Schema:
             pa.field(TO_FILE, pa.string()),
             pa.field(TO_POS, pa.int64()),
             pa.field(MOVE_ONLY, pa.bool_()),
+            pa.field(FROM_REF, pa.int64()),
+            pa.field(TO_REF, pa.int64()),
         ]
     )
 
 
-def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> pa.Table:
-    """Per key touched along `path` (oldest first): location before the first and after the last commit."""
+def pool_type(ctx: DatasetContext) -> pa.StructType:
+    """Type of a pre-image: the stored columns of a row (record fields as their addresses)."""
+    return pa.struct([f for f in ctx.layout.physical_schema if f.name != POS_COLUMN])
+
+
+def _empty_pool(ctx: DatasetContext) -> pa.ChunkedArray:
+    return pa.chunked_array([], pool_type(ctx))
+
+
+def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, pa.ChunkedArray]:
+    """Per key touched along `path` (oldest first): location before the first and after the last commit.
+
+    Also the row-image pool of the path: FROM_REF and TO_REF index the key's content before and after the
+    path when the change logs recorded it.
+    """
     pks = ctx.meta.primary_keys
-    parts = [ch.read(ctx.store, e.changes) for e in path if e.changes]
+    parts = [ch.load(ctx.store, e.changes) for e in path if e.changes]
     parts = [p for p in parts if p.num_rows]
     if not parts:
-        return _net_schema(ctx).empty_table()
-    table = pa.concat_tables(parts)
-    table = table.append_column("_is_move", pc.equal(table.column("_change"), ch.MOVE))
+        return _net_schema(ctx).empty_table(), _empty_pool(ctx)
+    table = pa.concat_tables(parts, promote_options="permissive")
+    n = table.num_rows
+    pre, post = (_images(ctx, table, c) for c in ch.IMAGES)
+    is_move = pc.equal(table.column("_change"), ch.MOVE)
+    # Moves keep content, so the first and last real changes' images are the content before and after the
+    # path; -1 marks an image not logged (a null would let first/last skip to another change's image).
+    rows = pa.array(np.arange(n, dtype=np.int64))
+    no_ref = pa.scalar(None, pa.int64())
+    pre_ref = pc.if_else(is_move, no_ref, pc.if_else(pc.is_valid(pre), rows, -1))
+    post_ref = pc.if_else(is_move, no_ref, pc.if_else(pc.is_valid(post), pc.add(rows, n), -1))
+    table = table.select([*pks, "_change", "_old_file", "_old_pos", "_new_file", "_new_pos"])
+    table = table.append_column("_is_move", is_move).append_column("_pre", pre_ref).append_column("_post", post_ref)
     agg = table.group_by(pks, use_threads=False).aggregate(
         [
             ("_change", "first", _NULL_AGG),
@@ -55,24 +86,37 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> pa.Table:
             ("_new_file", "last", _NULL_AGG),
             ("_new_pos", "last", _NULL_AGG),
             ("_is_move", "min"),
+            ("_pre", "first", _SKIP_NULLS),
+            ("_post", "last", _SKIP_NULLS),
         ]
     )
     absent_before = pc.equal(agg.column("_change_first"), ch.INSERT)
     absent_after = pc.equal(agg.column("_change_last"), ch.DELETE)
 
-    def unless(mask: pa.ChunkedArray, col: str) -> pa.ChunkedArray:
-        values = agg.column(col)
+    def unless(mask: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.ChunkedArray:
         return pc.if_else(mask, pa.scalar(None, values.type), values)
+
+    def ref(mask: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        return unless(pc.or_(mask, pc.fill_null(pc.less(values, 0), True)), values)
 
     cols = [
         *(agg.column(k) for k in pks),
-        unless(absent_before, "_old_file_first"),
-        unless(absent_before, "_old_pos_first"),
-        unless(absent_after, "_new_file_last"),
-        unless(absent_after, "_new_pos_last"),
+        unless(absent_before, agg.column("_old_file_first")),
+        unless(absent_before, agg.column("_old_pos_first")),
+        unless(absent_after, agg.column("_new_file_last")),
+        unless(absent_after, agg.column("_new_pos_last")),
         agg.column("_is_move_min"),
+        ref(absent_before, agg.column("_pre_first")),
+        ref(absent_after, agg.column("_post_last")),
     ]
-    return pa.Table.from_arrays(cols, schema=_net_schema(ctx))
+    return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pa.chunked_array([*pre.chunks, *post.chunks])
+
+
+def _images(ctx: DatasetContext, table: pa.Table, name: str) -> pa.ChunkedArray:
+    """A row-image column of concatenated change logs, all null where no log recorded it."""
+    if name in table.column_names:
+        return table.column(name).cast(pool_type(ctx))
+    return pa.chunked_array([pa.nulls(table.num_rows, pool_type(ctx))])
 
 
 def _full_compare(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> pa.Table:
@@ -80,41 +124,53 @@ def _full_compare(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> pa.Tab
     a = locations(ctx.files(start), pks).rename_columns([*pks, FROM_POS, FROM_FILE])
     b = locations(ctx.files(end), pks).rename_columns([*pks, TO_POS, TO_FILE])
     joined = a.join(b, keys=pks, join_type="full outer")
-    joined = joined.append_column(MOVE_ONLY, pa.array(np.zeros(joined.num_rows, dtype=bool)))
+    n = joined.num_rows
+    joined = joined.append_column(MOVE_ONLY, pa.array(np.zeros(n, dtype=bool)))
+    joined = joined.append_column(FROM_REF, pa.nulls(n, pa.int64())).append_column(TO_REF, pa.nulls(n, pa.int64()))
     return joined.select(_net_schema(ctx).names).cast(_net_schema(ctx))
 
 
 def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> pa.Table:
     """Per key whose location differs: where it is at `start` and at `end` (null = absent)."""
+    return net_images(ctx, start, end)[0]
+
+
+def net_images(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> tuple[pa.Table, pa.ChunkedArray]:
+    """net_between() plus the pool of logged pre-images its FROM_REF and TO_REF columns index."""
     if start.snapshot_id == end.snapshot_id:
-        return _net_schema(ctx).empty_table()
+        return _net_schema(ctx).empty_table(), _empty_pool(ctx)
     ancestor = common_ancestor(ctx, start, end)
     to_start = first_parent_path(ctx, ancestor, start) if ancestor else None
     to_end = first_parent_path(ctx, ancestor, end) if ancestor else None
     if to_start is None or to_end is None:
-        return _drop_unchanged(_full_compare(ctx, start, end))
+        return _drop_unchanged(_full_compare(ctx, start, end)), _empty_pool(ctx)
     pks = ctx.meta.primary_keys
-    a = net_along(ctx, to_start)
-    b = net_along(ctx, to_end)
+    a, pool_a = net_along(ctx, to_start)
+    b, pool_b = net_along(ctx, to_end)
     if a.num_rows == 0:
-        return _drop_unchanged(b)
-    a = a.append_column("_in_a", pa.array([True] * a.num_rows, pa.bool_())).rename_columns(
-        [*pks, "a_from_file", "a_from_pos", "a_to_file", "a_to_pos", "a_move", "_in_a"]
+        return _drop_unchanged(b), pool_b
+    names = [FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY, FROM_REF, TO_REF]
+    a = a.append_column("_in_a", pa.array(np.ones(a.num_rows, dtype=bool))).rename_columns(
+        [*pks, *(f"a{c}" for c in names), "_in_a"]
     )
-    b = b.append_column("_in_b", pa.array([True] * b.num_rows, pa.bool_())).rename_columns(
-        [*pks, "b_from_file", "b_from_pos", "b_to_file", "b_to_pos", "b_move", "_in_b"]
+    b = b.append_column("_in_b", pa.array(np.ones(b.num_rows, dtype=bool))).rename_columns(
+        [*pks, *(f"b{c}" for c in names), "_in_b"]
     )
     j = a.join(b, keys=pks, join_type="full outer")
     in_a, in_b = pc.is_valid(j.column("_in_a")), pc.is_valid(j.column("_in_b"))
+    offset = pool_a.length()  # one pool for both paths: b's images come after a's
     cols = [
         *(j.column(k) for k in pks),
-        pc.if_else(in_a, j.column("a_to_file"), j.column("b_from_file")),  # state at start
-        pc.if_else(in_a, j.column("a_to_pos"), j.column("b_from_pos")),
-        pc.if_else(in_b, j.column("b_to_file"), j.column("a_from_file")),  # state at end
-        pc.if_else(in_b, j.column("b_to_pos"), j.column("a_from_pos")),
-        pc.and_(pc.or_(pc.invert(in_a), j.column("a_move")), pc.or_(pc.invert(in_b), j.column("b_move"))),
+        pc.if_else(in_a, j.column(f"a{TO_FILE}"), j.column(f"b{FROM_FILE}")),  # state at start
+        pc.if_else(in_a, j.column(f"a{TO_POS}"), j.column(f"b{FROM_POS}")),
+        pc.if_else(in_b, j.column(f"b{TO_FILE}"), j.column(f"a{FROM_FILE}")),  # state at end
+        pc.if_else(in_b, j.column(f"b{TO_POS}"), j.column(f"a{FROM_POS}")),
+        pc.and_(pc.or_(pc.invert(in_a), j.column(f"a{MOVE_ONLY}")), pc.or_(pc.invert(in_b), j.column(f"b{MOVE_ONLY}"))),
+        pc.if_else(in_a, j.column(f"a{TO_REF}"), pc.add(j.column(f"b{FROM_REF}"), offset)),
+        pc.if_else(in_b, pc.add(j.column(f"b{TO_REF}"), offset), j.column(f"a{FROM_REF}")),
     ]
-    return _drop_unchanged(pa.Table.from_arrays(cols, schema=_net_schema(ctx)))
+    pool = pa.chunked_array([*pool_a.chunks, *pool_b.chunks], pool_type(ctx))
+    return _drop_unchanged(pa.Table.from_arrays(cols, schema=_net_schema(ctx))), pool
 
 
 def _drop_unchanged(net: pa.Table) -> pa.Table:
@@ -129,9 +185,26 @@ def rows_at(
     ctx: DatasetContext, files: pa.ChunkedArray | pa.Array, positions: pa.ChunkedArray | pa.Array, columns: list[str]
 ) -> pa.Table:
     """Rows at (file, position) pairs, in the given order; every pair must be non-null."""
+    schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
+    return _gather(files, positions, schema, lambda path, pos: ctx.read_at(path, pos, columns))
+
+
+def stored_rows_at(
+    ctx: DatasetContext, files: pa.ChunkedArray | pa.Array, positions: pa.ChunkedArray | pa.Array
+) -> pa.Table:
+    """rows_at() as stored: every column, record fields as their addresses (the pre-image pool's shape)."""
+    schema = pa.schema(list(pool_type(ctx)))
+    return _gather(files, positions, schema, lambda path, pos: ctx.read_physical_at(path, pos, schema.names))
+
+
+def _gather(
+    files: pa.ChunkedArray | pa.Array,
+    positions: pa.ChunkedArray | pa.Array,
+    schema: pa.Schema,
+    read: Callable[[str, np.ndarray[Any, Any]], pa.Table],
+) -> pa.Table:
     files = files.combine_chunks() if isinstance(files, pa.ChunkedArray) else files
     pos = np.asarray(positions.to_numpy(zero_copy_only=False), dtype=np.int64)
-    schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
     if len(files) == 0:
         return schema.empty_table()
     encoded = files.dictionary_encode()
@@ -139,8 +212,28 @@ def rows_at(
     parts, order = [], []
     for i, path in enumerate(encoded.dictionary.to_pylist()):
         where = np.nonzero(idx == i)[0]
-        parts.append(ctx.read_at(str(path), pos[where], columns))
+        parts.append(read(str(path), pos[where]))
         order.append(where)
     table = pa.concat_tables(parts).cast(schema)
     inverse = np.argsort(np.concatenate(order), kind="stable")
     return table.take(pa.array(inverse))
+
+
+def rows_known(
+    ctx: DatasetContext,
+    files: pa.ChunkedArray | pa.Array,
+    positions: pa.ChunkedArray | pa.Array,
+    refs: pa.ChunkedArray | pa.Array,
+    pool: pa.ChunkedArray,
+    columns: list[str],
+) -> pa.Table:
+    """rows_at(), taking each row from the pre-image pool where its ref is set instead of its data file."""
+    have = pc.is_valid(refs).to_numpy(zero_copy_only=False)
+    if not have.any():
+        return rows_at(ctx, files, positions, columns)
+    hit, miss = np.nonzero(have)[0], np.nonzero(~have)[0]
+    stored = pa.Table.from_struct_array(pool.take(pc.take(refs, hit)))
+    known = ctx.layout.resolve(stored.select(ctx.layout.physical_columns(columns)), columns)
+    read = rows_at(ctx, pc.take(files, miss), pc.take(positions, miss), columns)
+    table = pa.concat_tables([known.cast(read.schema), read])
+    return table.take(pa.array(np.argsort(np.concatenate([hit, miss]), kind="stable")))

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import manifest as mf
-from .datafiles import Layout, WriteOptions, read_positions, write_data_file
+from .datafiles import Layout, WriteOptions, read_physical, read_positions, write_data_file
 from .errors import CorruptDatasetError
 from .formats import (
     FORMAT_VERSION,
@@ -126,3 +126,7 @@ class DatasetContext:
     def read_at(self, path: str, positions: np.ndarray[Any, Any], columns: list[str]) -> pa.Table:
         """Rows at physical positions of one data file, in the given order."""
         return read_positions(self.store, self.layout, path, positions, columns)
+
+    def read_physical_at(self, path: str, positions: np.ndarray[Any, Any], physical: list[str]) -> pa.Table:
+        """Stored columns (record fields as addresses) at physical positions of one data file, in order."""
+        return read_physical(self.store, self.layout, path, positions, physical)

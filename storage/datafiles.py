@@ -28,6 +28,10 @@ class WriteOptions:
     compression: str = "zstd"
     record_group_size: int = 1  # ArrayRecord records per chunk: 1 is fastest for random access
     max_record_file_bytes: int = 256 << 20
+    # Copy the old row of every update and delete (and the new row of every insert and update, in commits
+    # of up to MAX_LOGGED_NEW_ROWS rows) into the commit's change log, like Delta's change data feed: diff()
+    # then reads only change logs, while each commit reads the row groups holding the rows it replaces.
+    log_row_images: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """For the dataset's metadata."""
@@ -115,12 +119,12 @@ def write_data_file(
     return row
 
 
-def read_positions(
-    store: ObjectStore, layout: Layout, path: str, positions: np.ndarray[Any, Any], columns: list[str]
+def read_physical(
+    store: ObjectStore, layout: Layout, path: str, positions: np.ndarray[Any, Any], physical: list[str]
 ) -> pa.Table:
-    """Rows at the given physical positions of one data file, in the order given.
+    """Stored columns `physical` of the rows at the given positions of one data file, in the order given.
 
-    Only the row groups holding a wanted position are read (and only the asked-for columns).
+    Only the row groups holding a wanted position are read.
     """
     fs, root = store.arrow_fs()
     pf = pq.ParquetFile(f"{root}/{path}", filesystem=fs)
@@ -129,7 +133,14 @@ def read_positions(
     starts = np.concatenate([[0], np.cumsum(sizes)])
     group_of = np.searchsorted(starts, wanted, side="right") - 1
     groups = np.unique(group_of)
-    table = pf.read_row_groups([int(g) for g in groups], columns=layout.physical_columns(columns))
+    table = pf.read_row_groups([int(g) for g in groups], columns=physical)
     # Offset of each read group inside `table`: groups are read in ascending order and concatenated.
     offset_in_table = np.concatenate([[0], np.cumsum(sizes[groups])])[np.searchsorted(groups, group_of)]
-    return layout.resolve(table.take(pa.array(offset_in_table + wanted - starts[group_of])), columns)
+    return table.take(pa.array(offset_in_table + wanted - starts[group_of]))
+
+
+def read_positions(
+    store: ObjectStore, layout: Layout, path: str, positions: np.ndarray[Any, Any], columns: list[str]
+) -> pa.Table:
+    """Rows at the given physical positions of one data file, in the order given (records fetched)."""
+    return layout.resolve(read_physical(store, layout, path, positions, layout.physical_columns(columns)), columns)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import changes as ch
-from .changeset import FROM_FILE, FROM_POS, TO_FILE, TO_POS, net_between, rows_at
+from .changeset import FROM_FILE, FROM_POS, FROM_REF, TO_FILE, TO_POS, TO_REF, net_images, rows_at, rows_known
 from .context import DatasetContext
 from .formats import encode_json
 from .inputs import key_table
@@ -29,23 +29,32 @@ def _tagged(rows: pa.Table, kind: str) -> pa.Table:
     return rows.append_column(CHANGE_TYPE, pa.array([kind] * rows.num_rows, pa.string()))
 
 
+_START, _END = (FROM_FILE, FROM_POS, FROM_REF), (TO_FILE, TO_POS, TO_REF)
+
+
+def _state(
+    ctx: DatasetContext, net: pa.Table, side: tuple[str, str, str], pool: pa.ChunkedArray, columns: list[str]
+) -> pa.Table:
+    """Rows of `net`'s keys at one end of the diff: from the pre-image pool when logged, else their files."""
+    file, pos, ref = side
+    return rows_known(ctx, net.column(file), net.column(pos), net.column(ref), pool, columns)
+
+
 def iter_diff(
     ctx: DatasetContext, start: LogEntry, end: LogEntry, columns: list[str], batch_size: int = 65_536
 ) -> Iterator[pa.Table]:
     """The net change from `start` to `end`, in tables of at most `batch_size` changed keys."""
-    net = net_between(ctx, start, end)
+    net, pool = net_images(ctx, start, end)
     schema = diff_schema(ctx, columns)
     for offset in range(0, net.num_rows, batch_size):
         part = net.slice(offset, batch_size)
         has_from, has_to = pc.is_valid(part.column(FROM_FILE)), pc.is_valid(part.column(TO_FILE))
-        out = []
-        inserted = part.filter(pc.and_(pc.invert(has_from), has_to))
-        out.append(_tagged(rows_at(ctx, inserted.column(TO_FILE), inserted.column(TO_POS), columns), INSERT))
-        deleted = part.filter(pc.and_(has_from, pc.invert(has_to)))
-        out.append(_tagged(rows_at(ctx, deleted.column(FROM_FILE), deleted.column(FROM_POS), columns), DELETE))
+        out = [
+            _tagged(_state(ctx, part.filter(pc.and_(pc.invert(has_from), has_to)), _END, pool, columns), INSERT),
+            _tagged(_state(ctx, part.filter(pc.and_(has_from, pc.invert(has_to))), _START, pool, columns), DELETE),
+        ]
         updated = part.filter(pc.and_(has_from, has_to))
-        pre = rows_at(ctx, updated.column(FROM_FILE), updated.column(FROM_POS), columns)
-        post = rows_at(ctx, updated.column(TO_FILE), updated.column(TO_POS), columns)
+        pre, post = _state(ctx, updated, _START, pool, columns), _state(ctx, updated, _END, pool, columns)
         changed = rows_differ(pre, post)
         pre, post = pre.filter(changed), post.filter(changed)
         # Interleave so each pre-image is followed by its post-image, as change feeds do.

@@ -15,7 +15,7 @@ from .errors import CommitConflictError, MergeConflictError
 from .inputs import key_values
 from .lineage import MERGE_PARENT, common_ancestor
 from .log import LogEntry
-from .txn import Prepared, group_by_file
+from .txn import Prepared, group_by_file, store_change_log
 
 Strategy = Literal["ours", "theirs"] | None
 
@@ -89,15 +89,14 @@ def _fast_forward(ctx: DatasetContext, theirs: pa.Table, source: LogEntry, summa
         [*(theirs.column(k) for k in pks), kinds, *(theirs.column(c) for c in (FROM_FILE, FROM_POS, TO_FILE, TO_POS))],
         schema=ch.change_schema(ctx.key_schema),
     )
-    path = ch.write(ctx.store, table)
-    return Prepared(
+    prep = Prepared(
         operation="merge",
         replace_manifest=ctx.manifest(source),
-        changes=path,
-        written=[path],
         touched=table.select(pks),
         summary={**summary, **_counts(table), "fast_forward": True, "files_added": 0, "bytes_written": 0},
     )
+    store_change_log(ctx, prep, table)
+    return prep
 
 
 def _counts(table: pa.Table) -> dict[str, int]:
@@ -146,8 +145,7 @@ def _apply(
         schema=ch.change_schema(ctx.key_schema),
     )
     table = table.filter(pc.or_(has_cur, has_new))
-    prep.changes = ch.write(ctx.store, table)
-    prep.written.append(prep.changes)
+    store_change_log(ctx, prep, table)
     cur = table.filter(pc.is_valid(table.column("_old_file")))
     prep.deletes = group_by_file(cur.column("_old_file"), cur.column("_old_pos"))
     prep.added = pa.Table.from_pylist(added, schema=ctx.manifest_schema)

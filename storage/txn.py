@@ -28,6 +28,7 @@ from .errors import CommitConflictError, PrimaryKeyConflictError, VersionNotFoun
 from .formats import utcnow
 from .inputs import key_values
 from .log import LogEntry
+from .row_images import with_row_images
 
 MAX_ATTEMPTS = 12
 
@@ -263,9 +264,14 @@ def discarded_on_error(ctx: DatasetContext, prep: Prepared) -> Iterator[None]:
 def write_change_log(ctx: DatasetContext, prep: Prepared, parts: list[pa.Table]) -> pa.Table:
     """Store a prepared commit's change log (one file for all parts) and record it among its files."""
     table = pa.concat_tables(parts) if parts else ch.change_schema(ctx.key_schema).empty_table()
-    prep.changes = ch.write(ctx.store, table)
-    prep.written.append(prep.changes)
+    store_change_log(ctx, prep, table)
     return table
+
+
+def store_change_log(ctx: DatasetContext, prep: Prepared, table: pa.Table) -> None:
+    """Write `table` (with row images if the dataset logs them) as the commit's change log."""
+    prep.changes = ch.write(ctx.store, with_row_images(ctx, table))
+    prep.written.append(prep.changes)
 
 
 def _discard(ctx: DatasetContext, prep: Prepared) -> None:
