@@ -7,12 +7,14 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from storage import Catalog, CommitConflictError
+from storage import Catalog, CommitConflictError, WriteOptions
 
 from .base import KEY, VIEW_SCHEMA, Peer, RowReader, where_expr, where_sql
 
 # Module-level path so a view refresh in any process can import the same function.
 FEATURES = "bench.peers.base:features"
+# W5 measures diffs: its table logs row images, as every Delta table here has its change data feed on.
+ROW_IMAGE_TABLES = frozenset({"w5"})
 
 
 class LabelhousePeer(Peer):
@@ -25,7 +27,7 @@ class LabelhousePeer(Peer):
         "scan_duckdb": "ds.sql() (DuckDB over the snapshot's pyarrow dataset)",
         "upsert": "ds.upsert(): deletion vectors + new rows",
         "read": "ds.read_all(version=)",
-        "diff": "ds.diff(a, b) from per-commit change logs (pre+post images)",
+        "diff": "ds.diff(a, b) from per-commit change logs; the W5 table logs row images (pre+post)",
         "history": "ds.history(key) from change logs",
         "view": "cat.materialize(ds.map_batches(fn)); mv.refresh() vs mv.refresh(full=True)",
         "concurrency": "optimistic commits, put-if-absent log entry, key-aware rebase + retry",
@@ -37,7 +39,8 @@ class LabelhousePeer(Peer):
         self.cat = Catalog(root)
 
     def create(self, table: str, data: pa.Table, blob_columns: Sequence[str]) -> None:
-        ds = self.cat.create_dataset(table, data.schema, [KEY], record_fields=list(blob_columns))
+        options = WriteOptions(log_row_images=table in ROW_IMAGE_TABLES)
+        ds = self.cat.create_dataset(table, data.schema, [KEY], record_fields=list(blob_columns), options=options)
         ds.append(data)
 
     def reader(self, table: str) -> RowReader:
