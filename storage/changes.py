@@ -61,14 +61,19 @@ def change_counts(table: pa.Table) -> dict[str, int]:
     return counts
 
 
+SMALL_LOG_ROWS = 16_384
+
+
 def write(store: ObjectStore, table: pa.Table) -> str:
     """Store a change table and return its path.
 
-    Arrow IPC (lz4), not Parquet: a diff over many commits opens every log, and an IPC file opens and
-    decodes in a fraction of the time a small Parquet file takes.
+    Arrow IPC, not Parquet: a diff over many commits opens every log, and an IPC file opens and decodes in
+    a fraction of the time a small Parquet file takes. Small logs stay uncompressed (decompression would
+    cost more than it saves); large ones, mostly repeated file paths, are lz4-compressed.
     """
     sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression="lz4")) as writer:
+    options = ipc.IpcWriteOptions(compression=None if table.num_rows <= SMALL_LOG_ROWS else "lz4")
+    with ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     path = f"{CHANGES_DIR}/{uuid.uuid4().hex}.arrow"
     store.write_bytes(path, sink.getvalue().to_pybytes())

@@ -26,8 +26,6 @@ FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY = "_from_file", "_from_pos", "_t
 # Row of the row-image pool holding a key's content at the start (FROM_REF) or end (TO_REF), when a change
 # log recorded it; null means "read it at FROM/TO file and position".
 FROM_REF, TO_REF = "_from_ref", "_to_ref"
-_NULL_AGG = pc.ScalarAggregateOptions(skip_nulls=False)
-_SKIP_NULLS = pc.ScalarAggregateOptions(skip_nulls=True)
 
 
 def _net_schema(ctx: DatasetContext) -> pa.Schema:
@@ -65,49 +63,39 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
     parts = [p for p in parts if p.num_rows]
     if not parts:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
-    table = pa.concat_tables(parts, promote_options="permissive")
+    table = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
     n = table.num_rows
     pre, post = (_images(ctx, table, c) for c in ch.IMAGES)
-    is_move = pc.equal(table.column("_change"), ch.MOVE)
-    # Moves keep content, so the first and last real changes' images are the content before and after the
-    # path; -1 marks an image not logged (a null would let first/last skip to another change's image).
-    rows = pa.array(np.arange(n, dtype=np.int64))
-    no_ref = pa.scalar(None, pa.int64())
-    pre_ref = pc.if_else(is_move, no_ref, pc.if_else(pc.is_valid(pre), rows, -1))
-    post_ref = pc.if_else(is_move, no_ref, pc.if_else(pc.is_valid(post), pc.add(rows, n), -1))
-    table = table.select([*pks, "_change", "_old_file", "_old_pos", "_new_file", "_new_pos"])
-    table = table.append_column("_is_move", is_move).append_column("_pre", pre_ref).append_column("_post", post_ref)
-    agg = table.group_by(pks, use_threads=False).aggregate(
-        [
-            ("_change", "first", _NULL_AGG),
-            ("_old_file", "first", _NULL_AGG),
-            ("_old_pos", "first", _NULL_AGG),
-            ("_change", "last", _NULL_AGG),
-            ("_new_file", "last", _NULL_AGG),
-            ("_new_pos", "last", _NULL_AGG),
-            ("_is_move", "min"),
-            ("_pre", "first", _SKIP_NULLS),
-            ("_post", "last", _SKIP_NULLS),
-        ]
-    )
-    absent_before = pc.equal(agg.column("_change_first"), ch.INSERT)
-    absent_after = pc.equal(agg.column("_change_last"), ch.DELETE)
+    # A key's first and last change give its location before and after the path. Moves keep content, so
+    # its first and last real (non-move) changes give its row images; a key with only moves is unchanged.
+    rows = np.arange(n, dtype=np.int64)
+    is_move = pc.equal(table.column("_change"), ch.MOVE).to_numpy(zero_copy_only=False)
+    order = table.select(pks).append_column("_row", pa.array(rows))
+    order = order.append_column("_real", pa.array(rows, mask=is_move))
+    agg = order.group_by(pks).aggregate([("_row", "min"), ("_row", "max"), ("_real", "min"), ("_real", "max")])
+    first, last = agg.column("_row_min"), agg.column("_row_max")
+    first_real, last_real = agg.column("_real_min"), agg.column("_real_max")
+    absent_before = pc.equal(pc.take(table.column("_change"), first), ch.INSERT)
+    absent_after = pc.equal(pc.take(table.column("_change"), last), ch.DELETE)
 
-    def unless(mask: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.ChunkedArray:
-        return pc.if_else(mask, pa.scalar(None, values.type), values)
+    def at(column: str, index: pa.ChunkedArray, absent: pa.ChunkedArray) -> pa.ChunkedArray:
+        values = pc.take(table.column(column), index)
+        return pc.if_else(absent, pa.scalar(None, values.type), values)
 
-    def ref(mask: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.ChunkedArray:
-        return unless(pc.or_(mask, pc.fill_null(pc.less(values, 0), True)), values)
+    def ref(image: pa.ChunkedArray, index: pa.ChunkedArray, offset: int, absent: pa.ChunkedArray) -> pa.Array:
+        logged = np.where(pc.is_valid(image).to_numpy(zero_copy_only=False), rows + offset, -1)
+        picked = pc.take(pa.array(logged), index)  # null where the key had only moves
+        return pc.if_else(pc.or_(absent, pc.fill_null(pc.less(picked, 0), True)), pa.scalar(None, pa.int64()), picked)
 
     cols = [
         *(agg.column(k) for k in pks),
-        unless(absent_before, agg.column("_old_file_first")),
-        unless(absent_before, agg.column("_old_pos_first")),
-        unless(absent_after, agg.column("_new_file_last")),
-        unless(absent_after, agg.column("_new_pos_last")),
-        agg.column("_is_move_min"),
-        ref(absent_before, agg.column("_pre_first")),
-        ref(absent_after, agg.column("_post_last")),
+        at("_old_file", first, absent_before),
+        at("_old_pos", first, absent_before),
+        at("_new_file", last, absent_after),
+        at("_new_pos", last, absent_after),
+        pc.is_null(first_real),
+        ref(pre, first_real, 0, absent_before),
+        ref(post, last_real, n, absent_after),
     ]
     return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pa.chunked_array([*pre.chunks, *post.chunks])
 

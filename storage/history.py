@@ -59,8 +59,8 @@ def iter_diff(
         pre, post = pre.filter(changed), post.filter(changed)
         # Interleave so each pre-image is followed by its post-image, as change feeds do.
         both = pa.concat_tables([_tagged(pre, PRE), _tagged(post, POST)])
-        order = [i for k in range(pre.num_rows) for i in (k, k + pre.num_rows)]
-        out.append(both.take(pa.array(order, pa.int64())))
+        order = np.arange(2 * pre.num_rows, dtype=np.int64).reshape(2, -1).T.ravel()
+        out.append(both.combine_chunks().take(pa.array(order)))
         table = pa.concat_tables(out).cast(schema)
         if table.num_rows:
             yield table
