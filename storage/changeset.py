@@ -219,13 +219,16 @@ def rows_known(
     pool: pa.ChunkedArray,
     columns: list[str],
 ) -> pa.Table:
-    """rows_at(), taking each row from the pre-image pool where its ref is set instead of its data file."""
+    """rows_at(), taking each row from the row-image pool where its ref is set instead of its data file."""
     have = pc.is_valid(refs).to_numpy(zero_copy_only=False)
     if not have.any():
         return rows_at(ctx, files, positions, columns)
     hit, miss = np.nonzero(have)[0], np.nonzero(~have)[0]
+    schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
     stored = pa.Table.from_struct_array(pool.take(pc.take(refs, hit)))
-    known = ctx.layout.resolve(stored.select(ctx.layout.physical_columns(columns)), columns)
+    known = ctx.layout.resolve(stored.select(ctx.layout.physical_columns(columns)), columns).cast(schema)
+    if len(miss) == 0:
+        return known
     read = rows_at(ctx, pc.take(files, miss), pc.take(positions, miss), columns)
-    table = pa.concat_tables([known.cast(read.schema), read])
+    table = pa.concat_tables([known, read])
     return table.take(pa.array(np.argsort(np.concatenate([hit, miss]), kind="stable")))

@@ -26,7 +26,9 @@ def diff_schema(ctx: DatasetContext, columns: list[str]) -> pa.Schema:
 
 
 def _tagged(rows: pa.Table, kind: str) -> pa.Table:
-    return rows.append_column(CHANGE_TYPE, pa.array([kind] * rows.num_rows, pa.string()))
+    n, value = rows.num_rows, kind.encode()
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * len(value), len(value), dtype=np.int32))
+    return rows.append_column(CHANGE_TYPE, pa.StringArray.from_buffers(n, offsets, pa.py_buffer(value * n)))
 
 
 _START, _END = (FROM_FILE, FROM_POS, FROM_REF), (TO_FILE, TO_POS, TO_REF)
