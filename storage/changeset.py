@@ -107,7 +107,10 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
 def _images(ctx: DatasetContext, table: pa.Table, name: str) -> pa.ChunkedArray:
     """A row-image column of concatenated change logs, all null where no log recorded it."""
     if name in table.column_names:
-        return table.column(name).cast(pool_type(ctx))
+        column = table.column(name)
+        # Logs without the column (a bulk commit's keeps no new-row images) were promoted to all-null chunks:
+        # casting those fails on non-nullable fields, and is not needed.
+        return column if column.type.equals(pool_type(ctx)) else column.cast(pool_type(ctx))
     return pa.chunked_array([pa.nulls(table.num_rows, pool_type(ctx))])
 
 

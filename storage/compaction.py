@@ -8,6 +8,7 @@ its new files instead of starting again, so constant upserts cannot starve it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +23,7 @@ from .context import DatasetContext
 from .formats import DV_DIR, POS_COLUMN
 from .log import LogEntry
 from .scan import FILE_COLUMN, SnapshotFiles, file_batches
-from .txn import Prepared, discarded_on_error, write_change_log
+from .txn import Prepared, discarded_on_error, store_change_log, write_change_log
 
 
 def _candidates(rows: list[dict[str, Any]], target_rows: int, max_deleted_fraction: float) -> list[dict[str, Any]]:
@@ -92,11 +93,22 @@ def prepare_compact(
         "files_added": len(added),
         "bytes_written": sum(r["bytes"] for r in added),
     }
-    prep.reprepare = lambda base, new_head: _carry_deletions(ctx, prep, base, new_head, table)
+
+    def restart(new_head: LogEntry) -> Prepared | None:
+        return prepare_compact(ctx, new_head, target_rows, max_deleted_fraction)
+
+    prep.reprepare = lambda base, new_head: _carry_deletions(ctx, prep, base, new_head, table, restart)
     return prep
 
 
-def _carry_deletions(ctx: DatasetContext, prep: Prepared, base: LogEntry, head: LogEntry, moves: pa.Table) -> Prepared:
+def _carry_deletions(
+    ctx: DatasetContext,
+    prep: Prepared,
+    base: LogEntry,
+    head: LogEntry,
+    moves: pa.Table,
+    restart: Callable[[LogEntry], Prepared | None],
+) -> Prepared:
     """Apply deletions that winners made in the compacted files to the rewritten rows."""
     old_rows = {r["path"]: r for r in ctx.manifest(base).to_pylist()}
     new_rows = {r["path"]: r for r in ctx.manifest(head).to_pylist()}
@@ -104,18 +116,19 @@ def _carry_deletions(ctx: DatasetContext, prep: Prepared, base: LogEntry, head: 
         # Another compaction (or a delete of every row) took these files away: start over.
         for path in prep.written:
             ctx.store.delete(path)
-        fresh = prepare_compact(ctx, head)
+        fresh = restart(head)
         return fresh if fresh is not None else Prepared(operation="compact", summary={"files_removed": 0})
     extra: dict[str, dv.Positions] = {}
+    deleted = pa.array(np.zeros(moves.num_rows, dtype=bool))
     for path in prep.removes:
         before = mf.deleted_positions(ctx.store, old_rows[path])
         after = mf.deleted_positions(ctx.store, new_rows[path])
         gone = np.setdiff1d(after, before)
         if len(gone) == 0:
             continue
-        hit = moves.filter(
-            pc.and_(pc.equal(moves.column("_old_file"), path), pc.is_in(moves.column("_old_pos"), pa.array(gone)))
-        )
+        mask = pc.and_(pc.equal(moves.column("_old_file"), path), pc.is_in(moves.column("_old_pos"), pa.array(gone)))
+        deleted = pc.or_(deleted, mask)
+        hit = moves.filter(mask)
         for new_path, pos in zip(hit.column("_new_file").to_pylist(), hit.column("_new_pos").to_pylist(), strict=True):
             extra.setdefault(new_path, np.empty(0, np.int64))
             extra[new_path] = np.append(extra[new_path], pos)
@@ -129,8 +142,19 @@ def _carry_deletions(ctx: DatasetContext, prep: Prepared, base: LogEntry, head: 
             dv_path = f"{DV_DIR}/{uuid.uuid4().hex}.dv"
             ctx.store.write_bytes(dv_path, data)
             prep.written.append(dv_path)
+            if row["dv"] in prep.written:  # an earlier carry's vector, superseded by this one
+                ctx.store.delete(row["dv"])
+                prep.written.remove(row["dv"])
             row.update(dv=dv_path, dv_bytes=len(data), deleted=len(merged))
     carried = replace(prep, added=pa.Table.from_pylist(rows, schema=ctx.manifest_schema))
+    # Rows a winner deleted or replaced did not move: a change log saying they did would make diff(), merge
+    # and history() see their old content at the new place again.
+    moved = moves.filter(pc.invert(deleted))
+    if prep.changes is not None:
+        ctx.store.delete(prep.changes)
+        prep.written.remove(prep.changes)
+    store_change_log(ctx, carried, moved)
+    carried.summary = {**prep.summary, "rows_rewritten": moved.num_rows}
     # Later rebases must start from the deletions carried so far.
-    carried.reprepare = lambda b, h: _carry_deletions(ctx, carried, b, h, moves)
+    carried.reprepare = lambda b, h: _carry_deletions(ctx, carried, b, h, moved, restart)
     return carried

@@ -12,6 +12,7 @@ from . import changes as ch
 from .changeset import FROM_FILE, FROM_POS, TO_FILE, TO_POS, net_between, rows_at
 from .context import DatasetContext
 from .errors import CommitConflictError, MergeConflictError
+from .history import rows_differ
 from .inputs import key_values
 from .lineage import MERGE_PARENT, common_ancestor
 from .log import LogEntry
@@ -35,6 +36,21 @@ def _same_content(ctx: DatasetContext, both: pa.Table) -> np.ndarray[Any, Any]:
     return np.asarray(same, dtype=bool)
 
 
+def _rewritten_as_is(ctx: DatasetContext, net: pa.Table, prefix: str) -> np.ndarray[Any, Any]:
+    """Per row of `net` (columns FROM_FILE... under `prefix`): whether the key's row moved with its content equal."""
+    start_file, start_pos = net.column(prefix + FROM_FILE), net.column(prefix + FROM_POS)
+    end_file, end_pos = net.column(prefix + TO_FILE), net.column(prefix + TO_POS)
+    both = pc.and_(pc.is_valid(start_file), pc.is_valid(end_file)).to_numpy(zero_copy_only=False)
+    out = np.zeros(net.num_rows, dtype=bool)
+    idx = pa.array(np.nonzero(both)[0])
+    if len(idx):
+        cols = ctx.meta.schema.names
+        before = rows_at(ctx, pc.take(start_file, idx), pc.take(start_pos, idx), cols)
+        after = rows_at(ctx, pc.take(end_file, idx), pc.take(end_pos, idx), cols)
+        out[both] = ~rows_differ(before, after).to_numpy(zero_copy_only=False)
+    return out
+
+
 def prepare_merge(
     ctx: DatasetContext, target: LogEntry, source: LogEntry, source_name: str, strategy: Strategy
 ) -> Prepared | None:
@@ -52,6 +68,8 @@ def prepare_merge(
     summary: dict[str, Any] = {MERGE_PARENT: source.snapshot_id, "merged_from": source_name}
     if ancestor.snapshot_id == target.snapshot_id:
         return _fast_forward(ctx, theirs, source, summary)
+    # A row rewritten with the same content (a re-upsert, say) is no change to merge or to conflict with.
+    theirs = theirs.filter(pa.array(~_rewritten_as_is(ctx, theirs, "")))
     ours = net_between(ctx, ancestor, target)
     t = theirs.rename_columns([*pks, *("t" + c for c in theirs.column_names[len(pks) :])])
     o = ours.rename_columns([*pks, *("o" + c for c in ours.column_names[len(pks) :])])
@@ -59,17 +77,19 @@ def prepare_merge(
     in_ours = pc.is_valid(joined.column("o" + FROM_FILE)).to_numpy(zero_copy_only=False) | pc.is_valid(
         joined.column("o" + TO_FILE)
     ).to_numpy(zero_copy_only=False)
+    ours_changed = in_ours & ~_rewritten_as_is(ctx, joined, "o")
     same = np.zeros(joined.num_rows, dtype=bool)
-    idx = np.nonzero(in_ours)[0]
+    idx = np.nonzero(ours_changed)[0]
     if len(idx):
         same[idx] = _same_content(ctx, joined.take(pa.array(idx)))
-    conflict = in_ours & ~same
+    conflict = ours_changed & ~same
     if conflict.any() and strategy is None:
         raise MergeConflictError(source_name, target.branch, key_values(joined.filter(pa.array(conflict)).select(pks)))
-    apply = ~in_ours | (conflict & (strategy == "theirs"))
+    apply = ~ours_changed | (conflict & (strategy == "theirs"))
     todo = joined.filter(pa.array(apply))
-    # Where each key lives on the target now: untouched by ours -> as at the ancestor; else ours' result.
-    touched = pc.is_valid(todo.column("o" + TO_FILE))
+    # Where each key lives on the target now: untouched by ours -> as at the ancestor; else ours' result
+    # (absent if ours deleted it).
+    touched = pa.array(in_ours[apply])
     cur_file = pc.if_else(touched, todo.column("o" + TO_FILE), todo.column("t" + FROM_FILE))
     cur_pos = pc.if_else(touched, todo.column("o" + TO_POS), todo.column("t" + FROM_POS))
     summary["conflicts_resolved"] = int(conflict.sum())

@@ -83,6 +83,8 @@ def _rebase(ctx: DatasetContext, prep: Prepared, base: LogEntry, head: LogEntry)
         if prep.touched is None or winner.changes is None:
             continue
         theirs = ch.read(ctx.store, winner.changes)
+        # A compaction's moves keep content: _follow_compactions carried this commit's deletions over.
+        theirs = theirs.filter(pc.not_equal(theirs.column("_change"), ch.MOVE))
         keys = theirs.select(prep.touched.column_names)
         clash = _overlap(prep.touched, keys)
         if clash.num_rows == 0:

@@ -20,6 +20,7 @@ from .errors import InvalidInputError, PrimaryKeyConflictError
 from .formats import DATA_DIR, POS_COLUMN
 from .inputs import conform, duplicate_keys, iter_tables, key_table, key_values, rechunk
 from .log import LogEntry
+from .row_images import with_row_images
 from .scan import FILE_COLUMN, SnapshotFiles, locate, locations
 from .txn import Prepared, discarded_on_error, group_by_file, write_change_log
 
@@ -202,7 +203,7 @@ def prepare_delete(ctx: DatasetContext, base: LogEntry, filter: pc.Expression | 
     else:
         hits = locations(snap, pks, filter)
     n = hits.num_rows
-    path = ch.write(ctx.store, _delete_changes(ctx, hits))
+    path = ch.write(ctx.store, with_row_images(ctx, _delete_changes(ctx, hits)))
     return Prepared(
         operation="delete",
         deletes=group_positions(hits),
@@ -265,7 +266,7 @@ def prepare_restore(ctx: DatasetContext, head: LogEntry, target: LogEntry) -> Pr
     pks = ctx.meta.primary_keys
     new = locations(ctx.files(target), pks).rename_columns([*pks, "_new_pos", "_new_file"])
     table = transition(pks, _old_locations(ctx, head), new)
-    path = ch.write(ctx.store, table)
+    path = ch.write(ctx.store, with_row_images(ctx, table))
     return Prepared(
         operation="restore",
         replace_manifest=ctx.manifest(target),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier
+from multiprocessing.synchronize import Barrier, Event
 from typing import Any
 
 from _model import Layout, Row
@@ -107,3 +108,66 @@ def crash_writer(root: str, name: str, layout: Layout, step: str, operation: str
         ds.delete(keys=payload)
     else:
         getattr(ds, operation)(layout.table(payload))
+
+
+def upsert_on_signal(
+    root: str, name: str, layout: Layout, batches: list[list[Row]], go: Event, out: Queue[int | str]
+) -> None:
+    """Upsert each batch as soon as `go` is set, reporting its snapshot id: a rival commit at a moment the test
+    picks (say, while its own commit is between preparing and publishing)."""
+    ds = Catalog(root).dataset(name)
+    for rows in batches:
+        if not go.wait(timeout=BARRIER_TIMEOUT):
+            out.put("timeout: never told to commit")
+            return
+        go.clear()
+        try:
+            out.put(ds.upsert(layout.table(rows)).id)
+        except Exception as exc:  # reported, not raised: the test asserts there are none
+            out.put(f"{type(exc).__name__}: {exc}")
+
+
+def mutate_or_compact(
+    root: str,
+    name: str,
+    layout: Layout,
+    worker: int,
+    commits: int,
+    keys_per_worker: int,
+    barrier: Barrier,
+    out: Queue[list[CommitReport]],
+) -> None:
+    """Worker 0 compacts `commits` times; the others upsert and delete keys of their own, reporting each commit.
+
+    A compaction that found nothing to do reports "noop" (it returns the head it did not change).
+    """
+    ds = Catalog(root).dataset(name)
+    rng = random.Random(worker)
+    own = range(1_000 * worker, 1_000 * worker + keys_per_worker)
+    reports: list[CommitReport] = []
+    compacted: set[int] = set()
+    barrier.wait(timeout=BARRIER_TIMEOUT)
+    for seq in range(commits):
+        rows: list[Row] = []
+        try:
+            if worker == 0:
+                operation = "compact"
+                time.sleep(rng.uniform(0, 0.3))  # spread the compactions over the writers' run
+                snap = ds.compact()
+                fresh = snap.operation == "compact" and snap.id not in compacted
+                compacted.add(snap.id)
+                outcome: int | str = snap.id if fresh else "noop"
+            elif rng.random() < 0.6:
+                operation = "upsert"
+                rows = [layout.row((k,), f"w{worker}s{seq}", seq) for k in sorted(rng.sample(own, 3))]
+                outcome = ds.upsert(layout.table(rows)).id
+            else:
+                operation = "delete"
+                rows = [layout.row((k,), None, None) for k in sorted(rng.sample(own, 2))]
+                outcome = ds.delete(keys=[r["id"] for r in rows]).id
+        except CommitConflictError:
+            outcome = CONFLICT
+        except Exception as exc:  # reported, not raised: the test asserts there are none
+            outcome = f"{type(exc).__name__}: {exc}"
+        reports.append(CommitReport(worker, seq, operation, rows, outcome))
+    out.put(reports)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 from multiprocessing.context import SpawnContext
 from pathlib import Path
 
@@ -28,11 +29,24 @@ def catalog_root(catalog: Catalog) -> Path:
 def make_dataset(catalog: Catalog) -> MakeDataset:
     """Create a dataset of a test layout; small `max_rows_per_file` makes writes span several files."""
 
-    def make(layout: Layout = SINGLE_KEY, name: str = "ds", max_rows_per_file: int | None = None) -> Dataset:
-        options = WriteOptions(max_rows_per_file=max_rows_per_file) if max_rows_per_file else None
+    def make(
+        layout: Layout = SINGLE_KEY,
+        name: str = "ds",
+        max_rows_per_file: int | None = None,
+        log_row_images: bool = False,
+    ) -> Dataset:
+        options = WriteOptions(log_row_images=log_row_images)
+        if max_rows_per_file:
+            options = replace(options, max_rows_per_file=max_rows_per_file)
         return catalog.create_dataset(name, layout.schema, primary_keys=list(layout.primary_keys), options=options)
 
     return make
+
+
+@pytest.fixture(params=[False, True], ids=["files", "row_images"])
+def log_row_images(request: pytest.FixtureRequest) -> bool:
+    """Run a test on datasets without and with `WriteOptions.log_row_images` (diff reads rows from change logs)."""
+    return bool(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,198 @@
+"""history() of one key on local disk: every state newest first, with commit metadata, across deletes,
+compactions and branches; and it reads only change logs and the data files that held the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from _disk import files_under
+from _model import SINGLE_KEY, MakeDataset, Row
+
+import storage.context
+import storage.io.local
+from storage import Catalog, Dataset
+from storage.datafiles import read_positions
+from storage.io.local import LocalStore
+from storage.row_images import MAX_LOGGED_NEW_ROWS
+
+LAYOUT = SINGLE_KEY
+KEY = 7
+EDITS = 50
+COMMITS = 200  # after the first load; every fourth edits KEY
+
+
+def row(key: int, label: str, score: int = 0) -> Row:
+    return LAYOUT.row((key,), label, score)
+
+
+def states(history: pa.Table) -> list[tuple[Any, ...]]:
+    """(snapshot id, change type, message, properties, row) per history entry."""
+    return [
+        (
+            r["_snapshot_id"],
+            r["_change_type"],
+            r["_message"],
+            json.loads(r["_properties"]),
+            LAYOUT.row((r["id"],), r["label"], r["score"]),
+        )
+        for r in history.to_pylist()
+    ]
+
+
+def _edit_often(ds: Dataset) -> list[tuple[Any, ...]]:
+    """Load 10 keys, then COMMITS commits of which EDITS replace KEY's row (and its neighbour's); returns KEY's
+    states, newest first. The other commits write keys far from KEY, so that their key lookups skip its files."""
+    first = ds.append(LAYOUT.table([row(k, "v0") for k in range(10)]), message="load", properties={"source": "seed"})
+    expected = [(first.id, "insert", "load", {"source": "seed"}, row(KEY, "v0"))]
+    for c in range(1, COMMITS + 1):
+        if c % 4 == 0:
+            n = c // 4
+            props = {"edit": str(n)}
+            snap = ds.upsert(
+                LAYOUT.table([row(KEY, f"v{n}", n), row(KEY + 1, f"c{c}")]), message=f"edit {n}", properties=props
+            )
+            expected.append((snap.id, "update", f"edit {n}", props, row(KEY, f"v{n}", n)))
+        elif c % 4 == 1:
+            ds.append(LAYOUT.table([row(1000 + c, "new")]))
+        else:
+            ds.upsert(LAYOUT.table([row(100 + c % 5, f"c{c}")]))
+    return expected[::-1]
+
+
+@pytest.fixture
+def read_spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Record the paths of every object read through the local store and every data file read by position."""
+    seen: dict[str, list[str]] = {"bytes": [], "positions": []}
+    read_bytes = LocalStore.read_bytes
+
+    def spy_bytes(self: LocalStore, path: str) -> bytes:
+        seen["bytes"].append(path)
+        return read_bytes(self, path)
+
+    def spy_positions(
+        store: Any, layout: Any, path: str, positions: np.ndarray[Any, Any], columns: list[str]
+    ) -> pa.Table:
+        seen["positions"].append(path)
+        return read_positions(store, layout, path, positions, columns)
+
+    monkeypatch.setattr(LocalStore, "read_bytes", spy_bytes)
+    monkeypatch.setattr(storage.context, "read_positions", spy_positions)
+    return seen
+
+
+@pytest.mark.slow
+def test_history_of_a_key_edited_50_times_in_200_commits(
+    monkeypatch: pytest.MonkeyPatch,
+    make_dataset: MakeDataset,
+    catalog: Catalog,
+    catalog_root: Path,
+    log_row_images: bool,
+    read_spy: dict[str, list[str]],
+) -> None:
+    ds = make_dataset(log_row_images=log_row_images)
+    # Durability is not under test here, and on a busy shared disk the 200 commits' ~1,700 fsyncs take most
+    # of the test's time.
+    with monkeypatch.context() as mp:
+        mp.setattr(storage.io.local, "_fsync", lambda path: None)
+        expected = _edit_often(ds)
+    assert len(expected) == EDITS + 1
+    # The data files that held KEY: the one each of its commits added (every write here adds one file).
+    held = {
+        (
+            set(ds.manifest(version=sid).column("path").to_pylist())
+            - set(ds.manifest(version=sid - 1).column("path").to_pylist())
+        ).pop()
+        for sid, *_ in expected
+    }
+    data_files = files_under(catalog_root / "ds", ("data",))
+    assert len(held) == EDITS + 1 and len(data_files) > 3 * len(held)
+    created = {
+        sid: at
+        for sid, at in zip(
+            ds.versions().column("snapshot_id").to_pylist(), ds.versions().column("created_at").to_pylist(), strict=True
+        )
+    }
+
+    fresh = Catalog(catalog.uri).dataset("ds")  # a fresh handle: no log entry cached
+    read_spy["bytes"].clear()
+    read_spy["positions"].clear()
+    history = fresh.history(KEY)
+
+    assert history.column_names == [
+        "_snapshot_id",
+        "_committed_at",
+        "_change_type",
+        "_message",
+        "_properties",
+        "id",
+        "label",
+        "score",
+    ]
+    assert states(history) == expected
+    assert history.column("_committed_at").to_pylist() == [created[sid] for sid, *_ in expected]
+    # Only change logs (and log entries) were read as objects, and rows only from the files that held KEY.
+    assert {p.split("/", 1)[0] for p in read_spy["bytes"]} <= {"_log", "changes"}
+    assert set(read_spy["positions"]) == held
+    assert len(read_spy["positions"]) <= len(held) < len(data_files)
+
+    assert ds.history(KEY, columns=["label"]).column_names[-1:] == ["label"]
+    assert ds.history(99_999).num_rows == 0, "a key that never existed has no history"
+
+
+def test_history_of_a_deleted_then_reinserted_key(make_dataset: MakeDataset, log_row_images: bool) -> None:
+    ds = make_dataset(log_row_images=log_row_images)
+    ids = [ds.append(LAYOUT.table([row(k, "a") for k in range(3)])).id]
+    ids.append(ds.upsert(LAYOUT.table([row(2, "b")])).id)
+    ids.append(ds.delete(keys=[2]).id)
+    ids.append(ds.insert(LAYOUT.table([row(2, "c")])).id)
+    assert ds.compact(target_rows=100).operation == "compact"  # moves the row: not a change of it
+    ids.append(ds.upsert(LAYOUT.table([row(2, "d")])).id)
+    ds.delete(keys=[1])
+
+    history = ds.history(2)
+    assert history.column("_snapshot_id").to_pylist() == ids[::-1]
+    assert history.column("_change_type").to_pylist() == ["update", "insert", "delete", "update", "insert"]
+    # A delete shows the row as it was.
+    assert history.column("label").to_pylist() == ["d", "c", "b", "b", "a"]
+
+
+def test_history_follows_the_branch(make_dataset: MakeDataset, log_row_images: bool) -> None:
+    ds = make_dataset(log_row_images=log_row_images)
+    load = ds.append(LAYOUT.table([row(k, "a") for k in range(3)])).id
+    dev = ds.create_branch("dev")
+    edit = dev.upsert(LAYOUT.table([row(1, "dev")])).id
+    main_edit = ds.upsert(LAYOUT.table([row(2, "main")])).id
+
+    assert dev.history(1).column("_snapshot_id").to_pylist() == [edit, load], "the branch's past includes main's"
+    assert ds.history(1).column("_snapshot_id").to_pylist() == [load], "dev's edit is not on main yet"
+    merge = ds.merge("dev").id
+    assert main_edit < merge
+    history = ds.history(1)
+    assert history.column("_snapshot_id").to_pylist() == [merge, load]
+    assert history.column("label").to_pylist() == ["dev", "a"]
+
+
+def test_history_and_diff_across_a_bulk_load(make_dataset: MakeDataset, log_row_images: bool) -> None:
+    # A commit of more new rows than MAX_LOGGED_NEW_ROWS logs no new-row images, unlike the commits around it.
+    ds = make_dataset(log_row_images=log_row_images)
+    small = ds.append(LAYOUT.table([row(k, "a") for k in range(3)])).id
+    bulk = MAX_LOGGED_NEW_ROWS + 1
+    ds.append(pa.table({"id": np.arange(10, 10 + bulk), "label": ["bulk"] * bulk, "score": np.zeros(bulk, np.int64)}))
+    ds.upsert(LAYOUT.table([row(1, "b"), row(10, "b")]))
+    ds.delete(keys=[2, 11])
+
+    diff = ds.diff(small)
+    assert diff.num_rows == (bulk - 1) + 2 + 1  # inserts (11 deleted again), 1 updated, 2 deleted
+    changed = diff.filter(pc.field("id") < 3).to_pylist()
+    assert [(r["_change_type"], r["id"], r["label"]) for r in changed] == [
+        ("delete", 2, "a"),
+        ("update_preimage", 1, "a"),
+        ("update_postimage", 1, "b"),
+    ]
+    assert ds.history(10).column("label").to_pylist() == ["b", "bulk"]
