@@ -61,8 +61,8 @@ def change_counts(table: pa.Table) -> dict[str, int]:
     return counts
 
 
-def write(store: ObjectStore, table: pa.Table) -> str:
-    """Store a change table and return its path.
+def encode(table: pa.Table) -> tuple[str, bytes]:
+    """A fresh path for a change table, and its bytes.
 
     Arrow IPC (lz4), not Parquet: a diff over many commits opens every log, and an IPC file opens and
     decodes in a fraction of the time a small Parquet file takes.
@@ -70,8 +70,13 @@ def write(store: ObjectStore, table: pa.Table) -> str:
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression="lz4")) as writer:
         writer.write_table(table)
-    path = f"{CHANGES_DIR}/{uuid.uuid4().hex}.arrow"
-    store.write_bytes(path, sink.getvalue().to_pybytes())
+    return f"{CHANGES_DIR}/{uuid.uuid4().hex}.arrow", sink.getvalue().to_pybytes()
+
+
+def write(store: ObjectStore, table: pa.Table) -> str:
+    """Store a change table and return its path."""
+    path, data = encode(table)
+    store.write_bytes(path, data)
     return path
 
 
