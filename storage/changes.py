@@ -64,8 +64,8 @@ def change_counts(table: pa.Table) -> dict[str, int]:
 SMALL_LOG_ROWS = 16_384
 
 
-def write(store: ObjectStore, table: pa.Table) -> str:
-    """Store a change table and return its path.
+def encode(table: pa.Table) -> tuple[str, bytes]:
+    """A fresh path for a change table, and its bytes.
 
     Arrow IPC, not Parquet: a diff over many commits opens every log, and an IPC file opens and decodes in
     a fraction of the time a small Parquet file takes. Small logs stay uncompressed (decompression would
@@ -75,8 +75,13 @@ def write(store: ObjectStore, table: pa.Table) -> str:
     options = ipc.IpcWriteOptions(compression=None if table.num_rows <= SMALL_LOG_ROWS else "lz4")
     with ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)
-    path = f"{CHANGES_DIR}/{uuid.uuid4().hex}.arrow"
-    store.write_bytes(path, sink.getvalue().to_pybytes())
+    return f"{CHANGES_DIR}/{uuid.uuid4().hex}.arrow", sink.getvalue().to_pybytes()
+
+
+def write(store: ObjectStore, table: pa.Table) -> str:
+    """Store a change table and return its path."""
+    path, data = encode(table)
+    store.write_bytes(path, data)
     return path
 
 

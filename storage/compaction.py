@@ -150,8 +150,9 @@ def _carry_deletions(
     # Rows a winner deleted or replaced did not move: a change log saying they did would make diff(), merge
     # and history() see their old content at the new place again.
     moved = moves.filter(pc.invert(deleted))
-    if prep.changes is not None:
+    if prep.changes is not None:  # stored by a lost attempt, or still pending
         ctx.store.delete(prep.changes)
+        prep.pending.pop(prep.changes, None)
         prep.written.remove(prep.changes)
     store_change_log(ctx, carried, moved)
     carried.summary = {**prep.summary, "rows_rewritten": moved.num_rows}

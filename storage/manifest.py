@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 import uuid
-from collections.abc import Mapping
-from functools import lru_cache
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +18,8 @@ from .errors import CorruptDatasetError
 from .formats import DV_DIR, MANIFEST_DIR
 from .io import ObjectStore
 from .stats import stat_fields
+
+T = TypeVar("T")
 
 BASE_FIELDS = [
     pa.field("path", pa.string(), nullable=False),
@@ -39,18 +42,55 @@ def empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
 
-def write(store: ObjectStore, table: pa.Table) -> str:
-    """Store a manifest under a fresh name and return its path."""
+def encode(table: pa.Table) -> tuple[str, bytes]:
+    """A fresh path for a manifest, and its bytes."""
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
-    path = f"{MANIFEST_DIR}/{uuid.uuid4().hex}.parquet"
-    store.write_bytes(path, sink.getvalue())
+    return f"{MANIFEST_DIR}/{uuid.uuid4().hex}.parquet", sink.getvalue()
+
+
+def write(store: ObjectStore, table: pa.Table) -> str:
+    """Store a manifest under a fresh name and return its path."""
+    path, data = encode(table)
+    store.write_bytes(path, data)
     return path
 
 
-@lru_cache(maxsize=256)
-def _read_cached(store_uri: str, store: ObjectStore, path: str) -> pa.Table:
-    return load(store, path)
+class _Recent(Generic[T]):
+    """The last `size` immutable files read or written, by (store, path): a written file is never changed."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: ObjectStore, path: str, load: Callable[[ObjectStore, str], T]) -> T:
+        key = (store.uri, path)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = load(store, path)
+        self.put(store, path, value)
+        return value
+
+    def put(self, store: ObjectStore, path: str, value: T) -> None:
+        with self._lock:
+            self._items[(store.uri, path)] = value
+            self._items.move_to_end((store.uri, path))
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_MANIFESTS: _Recent[pa.Table] = _Recent(256)
+_VECTORS: _Recent[dv.Positions] = _Recent(4096)
+
+
+def remember(store: ObjectStore, path: str, table: pa.Table, vectors: Mapping[str, bytes]) -> None:
+    """Cache a manifest and its new deletion vectors just stored, so the next commit need not read them back."""
+    _MANIFESTS.put(store, path, table)
+    for dv_path, data in vectors.items():
+        _VECTORS.put(store, dv_path, dv.decode(data, f"{store.uri}/{dv_path}"))
 
 
 def load(store: ObjectStore, path: str) -> pa.Table:
@@ -70,17 +110,12 @@ def load(store: ObjectStore, path: str) -> pa.Table:
 
 def read(store: ObjectStore, path: str) -> pa.Table:
     """Load a manifest (immutable, so cached per process)."""
-    return _read_cached(store.uri, store, path)
+    return _MANIFESTS.get(store, path, load)
 
 
 def read_dv(store: ObjectStore, path: str) -> dv.Positions:
     """Load a deletion vector."""
-    return _read_dv_cached(store.uri, store, path)
-
-
-@lru_cache(maxsize=4096)
-def _read_dv_cached(store_uri: str, store: ObjectStore, path: str) -> dv.Positions:
-    return load_dv(store, path)
+    return _VECTORS.get(store, path, load_dv)
 
 
 def load_dv(store: ObjectStore, path: str) -> dv.Positions:
@@ -107,18 +142,18 @@ def apply(
     deletes: Mapping[str, dv.Positions],
     removes: set[str],
     added: pa.Table | None,
-) -> tuple[pa.Table, list[str], int]:
+) -> tuple[pa.Table, dict[str, bytes]]:
     """A new manifest: `base` minus removed files, plus deletions merged into deletion vectors, plus added.
 
-    Returns the table, the deletion vectors written and their bytes. Files whose rows are all deleted drop out.
+    Returns the table and the new deletion vectors (path -> bytes) for the caller to store: it writes them
+    together with the manifest. Files whose rows are all deleted drop out.
     """
     rows = base.to_pylist()
     index = {r["path"]: i for i, r in enumerate(rows)}
     missing = sorted(set(deletes) - set(index))
     if missing:
         raise CorruptDatasetError(f"deletions target files not in the snapshot: {missing[:5]}")
-    written = 0
-    dv_paths: list[str] = []
+    vectors: dict[str, bytes] = {}
     drop: set[str] = set(removes)
     for path, positions in deletes.items():
         if len(positions) == 0:
@@ -130,15 +165,13 @@ def apply(
             continue
         data = dv.encode(merged)
         dv_path = f"{DV_DIR}/{uuid.uuid4().hex}.dv"
-        store.write_bytes(dv_path, data)
-        dv_paths.append(dv_path)
-        written += len(data)
+        vectors[dv_path] = data
         rows[index[path]] = {**row, "dv": dv_path, "dv_bytes": len(data), "deleted": len(merged)}
     kept = [r for r in rows if r["path"] not in drop]
     table = pa.Table.from_pylist(kept, schema=base.schema)
     if added is not None and added.num_rows:
         table = pa.concat_tables([table, added.select(base.schema.names).cast(base.schema)])
-    return table, dv_paths, written
+    return table, vectors
 
 
 def live_rows(table: pa.Table) -> int:

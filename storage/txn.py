@@ -11,6 +11,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from .dv import Positions
 from .errors import CommitConflictError, PrimaryKeyConflictError, VersionNotFoundError
 from .formats import utcnow
 from .inputs import key_values
+from .io import ObjectStore
 from .log import LogEntry
 from .row_images import with_row_images
 
@@ -45,6 +47,9 @@ class Prepared:
     touched: pa.Table | None = None  # key columns this commit changes, for conflict detection
     summary: dict[str, Any] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    # Files of `written` not stored yet (small metadata such as the change log): the commit stores them
+    # together with its deletion vectors and manifest, so their syncs overlap, before the log entry.
+    pending: dict[str, bytes] = field(default_factory=dict)
     replace_manifest: pa.Table | None = None
     # Operations defined against whatever the head is (restore, merge, compaction) adjust themselves to
     # the new head (base, head) instead of checking key conflicts.
@@ -191,17 +196,25 @@ def _publish(
     message: str | None,
     properties: dict[str, str] | None,
 ) -> LogEntry | None:
-    dv_paths: list[str] = []
+    vectors: dict[str, bytes] = {}
     if prep.replace_manifest is not None:
-        table, dv_bytes = prep.replace_manifest, 0
+        table = prep.replace_manifest
     else:
-        table, dv_paths, dv_bytes = mf.apply(
+        table, vectors = mf.apply(
             ctx.store, ctx.manifest(head), deletes=prep.deletes, removes=prep.removes, added=prep.added
         )
-    manifest_path = mf.write(ctx.store, table)
+    manifest_path, manifest_data = mf.encode(table)
+    try:
+        store_all(ctx.store, {**prep.pending, **vectors, manifest_path: manifest_data})
+    except BaseException:
+        for path in [manifest_path, *vectors]:  # no entry names them yet; the pending ones are in `written`
+            ctx.store.delete(path)
+        raise
+    prep.pending.clear()
+    mf.remember(ctx.store, manifest_path, table, vectors)
     faults.checkpoint("commit.after_manifest")
     summary = {**prep.summary, "rows": mf.live_rows(table), "files": table.num_rows}
-    summary["bytes_written"] = summary.get("bytes_written", 0) + dv_bytes
+    summary["bytes_written"] = summary.get("bytes_written", 0) + sum(len(v) for v in vectors.values())
     entry = LogEntry(
         snapshot_id=ctx.log.head + 1,
         parent_id=head.snapshot_id,
@@ -228,7 +241,7 @@ def _publish(
     if created:
         faults.checkpoint("commit.after_log")
         return entry
-    for path in [manifest_path, *dv_paths]:  # this attempt lost the race: its manifest and vectors are garbage
+    for path in [manifest_path, *vectors]:  # this attempt lost the race: its manifest and vectors are garbage
         ctx.store.delete(path)
     return None
 
@@ -271,9 +284,22 @@ def write_change_log(ctx: DatasetContext, prep: Prepared, parts: list[pa.Table])
 
 
 def store_change_log(ctx: DatasetContext, prep: Prepared, table: pa.Table) -> None:
-    """Write `table` (with row images if the dataset logs them) as the commit's change log."""
-    prep.changes = ch.write(ctx.store, with_row_images(ctx, table))
+    """Make `table` (with row images if the dataset logs them) the commit's change log, stored at publish."""
+    prep.changes, data = ch.encode(with_row_images(ctx, table))
+    prep.pending[prep.changes] = data
     prep.written.append(prep.changes)
+
+
+def store_all(store: ObjectStore, files: dict[str, bytes]) -> None:
+    """Durably write independent files at once: their fsyncs overlap (a journaling file system commits
+    concurrent syncs together) and object store puts run in parallel. Raises the first failure."""
+    if len(files) < 2:
+        for path, data in files.items():
+            store.write_bytes(path, data)
+        return
+    with ThreadPoolExecutor(max_workers=min(len(files), 8)) as pool:
+        for done in [pool.submit(store.write_bytes, path, data) for path, data in files.items()]:
+            done.result()
 
 
 def _discard(ctx: DatasetContext, prep: Prepared) -> None:

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import changes as ch
-from . import dv, faults
+from . import dv, faults, keyindex
 from .changes import change_counts
 from .context import DatasetContext
 from .dv import Positions
@@ -21,7 +21,7 @@ from .formats import DATA_DIR, POS_COLUMN
 from .inputs import conform, duplicate_keys, iter_tables, key_table, key_values, rechunk
 from .log import LogEntry
 from .row_images import with_row_images
-from .scan import FILE_COLUMN, SnapshotFiles, locate, locations
+from .scan import FILE_COLUMN, SnapshotFiles, locations
 from .txn import Prepared, discarded_on_error, group_by_file, write_change_log
 
 
@@ -92,11 +92,11 @@ def _minus(keys: pa.Table, seen: list[pa.Table], names: list[str]) -> pa.Table:
 def _locate_among(snap: SnapshotFiles, keys: pa.Table, deleting: pa.Table | None, found: pa.Table | None) -> pa.Table:
     """Where `keys` live; keys among `deleting` (already located as `found`) need no second scan."""
     if deleting is None or found is None:
-        return locate(snap, keys)
+        return keyindex.locate(snap, keys)
     names = keys.column_names
     rest = keys.join(deleting, keys=names, join_type="left anti")
     hits = found.join(keys, keys=names, join_type="left semi")
-    return pa.concat_tables([hits, locate(snap, rest)]) if rest.num_rows else hits
+    return pa.concat_tables([hits, keyindex.locate(snap, rest)]) if rest.num_rows else hits
 
 
 def _pieces(
@@ -144,7 +144,7 @@ def prepare_rows(
     conflicts: list[Any] = []
     # Delete keys are located once, up front: a view refresh upserts keys among them, and one scan serves both.
     deleting = None if delete_keys is None else key_table(delete_keys, ctx.meta.schema, pks)
-    found = None if deleting is None else locate(snap, deleting)
+    found = None if deleting is None else keyindex.locate(snap, deleting)
     with discarded_on_error(ctx, prep):
         for keys, chunk, staged_row in _pieces(ctx, data, staged):
             _refuse_duplicates(ctx, keys)
@@ -156,6 +156,7 @@ def prepare_rows(
             if chunk is not None:
                 row = ctx.write_data(chunk)
                 prep.written.append(row["path"])
+                keyindex.remember(ctx.store.uri, row["path"], keys)
                 faults.checkpoint("write.after_data_file")
             else:
                 row = staged_row
@@ -199,7 +200,7 @@ def prepare_delete(ctx: DatasetContext, base: LogEntry, filter: pc.Expression | 
             "or keys= (primary key values)"
         )
     if keys is not None:
-        hits = locate(snap, key_table(keys, ctx.meta.schema, pks))
+        hits = keyindex.locate(snap, key_table(keys, ctx.meta.schema, pks))
     else:
         hits = locations(snap, pks, filter)
     n = hits.num_rows
@@ -309,9 +310,10 @@ def prepare_replace(ctx: DatasetContext, base: LogEntry, data: Any) -> Prepared:
     files = {"files_added": len(added), "bytes_written": sum(r["bytes"] for r in added)}
 
     def again(_base: LogEntry, head: LogEntry) -> Prepared:
-        stale = prep.changes
-        prep.written.remove(str(stale))
-        ctx.store.delete(str(stale))
+        stale = str(prep.changes)
+        prep.written.remove(stale)
+        if prep.pending.pop(stale, None) is None:  # stored by an earlier attempt that lost the race
+            ctx.store.delete(stale)
         with discarded_on_error(ctx, prep):
             _log_replace(ctx, prep, head, new)
         prep.summary.update(files)

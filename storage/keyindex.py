@@ -1,0 +1,213 @@
+"""Key indexes: each data file's primary key values, sorted, so a write locates its keys without a scan.
+
+A data file is written once under a fresh name and never changed, so an index built from it can never be
+stale: a process builds it the first time a write looks for keys in that file and keeps it in a cache
+bounded in bytes. Deletions live in deletion vectors, applied per snapshot, so one index serves every
+snapshot holding the file. Only one-column keys of integer-like types are indexed (numpy compares them
+exactly); other keys are located by a filtered scan, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import manifest as mf
+from . import scan
+from .errors import CorruptDatasetError
+from .formats import POS_COLUMN
+from .scan import FILE_COLUMN, SnapshotFiles
+
+MAX_BYTES = 256 << 20
+# Beyond this many distinct keys per file a scan with a join is about as fast, and the index is not worth
+# the memory it takes (nor its first build: a sort of the file's keys).
+MAX_FILE_ROWS = 16_000_000
+SORT_ON_WRITE = 65_536
+
+
+@dataclass(frozen=True)
+class _Index:
+    """A file's keys in ascending order, and the row position of each (None: the file is sorted by key)."""
+
+    keys: npt.NDArray[Any]
+    order: npt.NDArray[np.int64] | None
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + (0 if self.order is None else self.order.nbytes))
+
+
+class _Cache:
+    """Indexes by (store, data file); the least recently used go past the byte budget."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._bytes = 0
+        self._items: OrderedDict[tuple[str, str], _Index] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> _Index | None:
+        with self._lock:
+            index = self._items.get(key)
+            if index is not None:
+                self._items.move_to_end(key)
+            return index
+
+    def put(self, key: tuple[str, str], index: _Index) -> None:
+        with self._lock:
+            if key in self._items or index.nbytes > self._limit:
+                return
+            self._items[key] = index
+            self._bytes += index.nbytes
+            while self._bytes > self._limit:
+                _key, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
+_CACHE = _Cache(MAX_BYTES)
+
+
+def indexable(field: pa.Field) -> bool:
+    """Whether keys of this type are indexed: integers and the temporal types stored as integers."""
+    t = field.type
+    return bool(pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t))
+
+
+def _numbers(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[Any]:
+    """Integer-like Arrow values as numpy integers (temporal types by their stored integer)."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if not pa.types.is_integer(arr.type):
+        arr = arr.view(pa.int32() if arr.type.bit_width == 32 else pa.int64())
+    return np.asarray(arr.to_numpy(zero_copy_only=False))
+
+
+def _build(snap: SnapshotFiles, path: str, name: str) -> _Index:
+    fs, root = snap.store.arrow_fs()
+    try:
+        column = pq.read_table(f"{root}/{path}", columns=[name], filesystem=fs).column(name)
+    except FileNotFoundError as exc:
+        raise CorruptDatasetError(
+            f"{snap.store.uri}/{path}: data file is missing; run ds.validate() and restore it or an earlier snapshot"
+        ) from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorruptDatasetError(
+            f"{snap.store.uri}/{path}: data file is unreadable ({exc}); run ds.validate()"
+        ) from exc
+    keys = _numbers(column)
+    if len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1])):  # ingests are usually in key order: no sort
+        return _Index(keys, None)
+    order = np.argsort(keys, kind="stable").astype(np.int64)
+    return _Index(keys[order], order)
+
+
+def remember(store_uri: str, path: str, keys: pa.Table) -> None:
+    """Index a data file from the keys just written to it (in row order), sparing the next write a read of it.
+
+    Files in key order (as most ingests are) cost a pass over their keys; others only up to SORT_ON_WRITE
+    rows, as sorting a large file's keys would slow its write for lookups that may never come.
+    """
+    if keys.num_columns != 1 or not indexable(keys.schema.field(0)) or keys.column(0).null_count:
+        return
+    if keys.num_rows > MAX_FILE_ROWS:
+        return
+    values = _numbers(keys.column(0))
+    if len(values) < 2 or bool(np.all(values[1:] >= values[:-1])):
+        _CACHE.put((store_uri, path), _Index(values, None))
+    elif len(values) <= SORT_ON_WRITE:
+        order = np.argsort(values, kind="stable").astype(np.int64)
+        _CACHE.put((store_uri, path), _Index(values[order], order))
+
+
+def _index(snap: SnapshotFiles, path: str, name: str) -> _Index:
+    key = (snap.store.uri, path)
+    index = _CACHE.get(key)
+    if index is None:
+        index = _build(snap, path, name)
+        _CACHE.put(key, index)
+    return index
+
+
+def _hits(index: _Index, wanted: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(index into `wanted`, row position) of every row whose key is among `wanted` (sorted, distinct)."""
+    left = np.searchsorted(index.keys, wanted, side="left")
+    right = np.searchsorted(index.keys, wanted, side="right")
+    counts = right - left
+    which = np.repeat(np.arange(len(wanted), dtype=np.int64), counts)
+    # Slots left[k], left[k]+1, ... right[k]-1 for each wanted key k (more than one only in a damaged file).
+    starts = np.repeat(left - (np.cumsum(counts) - counts), counts)
+    slots = starts + np.arange(len(which), dtype=np.int64)
+    rows = slots if index.order is None else index.order[slots]
+    return which, rows.astype(np.int64, copy=False)
+
+
+def _distinct_sorted(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    # Sort and compare neighbours: numpy 2.4's hash-based np.unique is far slower for large inputs.
+    a = np.sort(values)
+    return a if len(a) < 2 else a[np.concatenate(([True], a[1:] != a[:-1]))]
+
+
+def _bounds(snap: SnapshotFiles, name: str) -> tuple[list[Any], list[Any]]:
+    """Per manifest row, the file's min and max key as numpy scalars (None where statistics are missing)."""
+    out: list[list[Any]] = []
+    for side in ("min", "max"):
+        column = snap.manifest.column(f"{side}:{name}")
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        numbers = _numbers(column.fill_null(0)) if len(column) else np.empty(0)
+        out.append([numbers[i] if valid[i] else None for i in range(len(column))])
+    return out[0], out[1]
+
+
+def locate(snap: SnapshotFiles, keys: pa.Table) -> pa.Table:
+    """Where the given keys live (as scan.locate): key columns, row position and data file, one row per live hit.
+
+    Files are skipped by their manifest min/max; the others are searched through their key index.
+    """
+    names = keys.column_names
+    field = snap.schema.field(names[0]) if len(names) == 1 else None
+    if field is None or not indexable(field) or keys.column(0).null_count or keys.num_rows == 0:
+        return scan.locate(snap, keys)
+    if any(r > MAX_FILE_ROWS for r in snap.manifest.column("rows").to_pylist()):
+        return scan.locate(snap, keys)
+    name = field.name
+    wanted = _distinct_sorted(_numbers(keys.column(0)))
+    paths = snap.manifest.column("path").to_pylist()
+    dvs = snap.manifest.column("dv").to_pylist()
+    lows, highs = _bounds(snap, name)
+    found_keys, found_pos, found_files = [], [], []
+    for i, path in enumerate(paths):
+        lo = 0 if lows[i] is None else int(np.searchsorted(wanted, lows[i], side="left"))
+        hi = len(wanted) if highs[i] is None else int(np.searchsorted(wanted, highs[i], side="right"))
+        if hi <= lo:
+            continue
+        which, rows = _hits(_index(snap, path, name), wanted[lo:hi])
+        deleted = mf.deleted_positions(snap.store, {"dv": dvs[i]})
+        if len(deleted) and len(rows):
+            at = np.minimum(np.searchsorted(deleted, rows), len(deleted) - 1)
+            live = deleted[at] != rows
+            which, rows = which[live], rows[live]
+        if len(rows) == 0:
+            continue
+        order = np.argsort(rows, kind="stable")  # rows in file order, as a scan yields them
+        found_keys.append(wanted[lo:hi][which[order]])
+        found_pos.append(rows[order])
+        found_files.append(np.full(len(rows), i, dtype=np.int32))
+    schema = pa.schema([field, pa.field(POS_COLUMN, pa.int64()), pa.field(FILE_COLUMN, pa.string())])
+    if not found_pos:
+        return schema.empty_table()
+    values = pa.array(np.concatenate(found_keys))
+    files = pa.DictionaryArray.from_arrays(pa.array(np.concatenate(found_files)), pa.array(paths, pa.string()))
+    return pa.Table.from_arrays(
+        [
+            values if values.type == field.type else values.view(field.type),
+            pa.array(np.concatenate(found_pos)),
+            files.cast(pa.string()),
+        ],
+        schema=schema,
+    )
