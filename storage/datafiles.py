@@ -98,8 +98,12 @@ def write_data_file(
         sink,
         row_group_size=options.row_group_size,
         compression=options.compression,
-        # Positions are 0..n-1: delta encoding stores them in almost no space.
-        use_dictionary=[n for n in physical.column_names if n != POS_COLUMN],
+        # Positions are 0..n-1: delta encoding stores them in almost no space. Dictionaries pay for repeated values
+        # only: floats rarely repeat, and a small dictionary page makes other many-valued columns (keys) fall back
+        # to plain early, where the default 1 MB page holds a whole row group of them (writes 3x slower, files
+        # bigger on the 1M-row label table).
+        use_dictionary=[f.name for f in physical.schema if f.name != POS_COLUMN and not pa.types.is_floating(f.type)],
+        dictionary_pagesize_limit=64 << 10,
         column_encoding={POS_COLUMN: "DELTA_BINARY_PACKED"},
         write_statistics=True,
     )
