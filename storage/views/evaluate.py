@@ -7,7 +7,7 @@ reads changed rows where they are instead of looking keys up in every data file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from .. import versions
 from ..changeset import TO_FILE, TO_POS, net_between, rows_at
 from ..errors import InvalidInputError, StorageError
 from ..formats import POS_COLUMN
+from ..inputs import rechunk
 from ..scan import FILE_COLUMN, SnapshotFiles, key_filter, locate, locations
 from . import functions
 from .plan import Filter, Join, MapBatches, Node, Source, root
@@ -26,7 +27,8 @@ from .plan import Filter, Join, MapBatches, Node, Source, root
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-BATCH_ROWS = 4096
+BATCH_ROWS = 4096  # rows per call of a view function
+SCAN_ROWS = 65_536  # rows per batch a full recompute reads from its source
 LOCATION = [FILE_COLUMN, POS_COLUMN]
 _KNOWN = "_lh_known"
 
@@ -161,31 +163,11 @@ def _evaluate(
 ) -> pa.Table:
     if isinstance(node, Source):
         return inputs.all_rows(node.dataset) if keys is None else inputs.rows(node.dataset, keys)
-    if isinstance(node, Filter):
+    if isinstance(node, Filter | MapBatches):
         rows = _evaluate(node.child, keys, inputs, traces, tracked)
-        fn = functions.load(node.fn)
-
-        def keep(part: pa.Table) -> pa.Table:
-            result = fn(part)
-            mask = result if isinstance(result, pa.Array | pa.ChunkedArray) else pa.array(result, pa.bool_())
-            if len(mask) != part.num_rows:
-                raise InvalidInputError(f"filter {node.fn} returned {len(mask)} values for {part.num_rows} rows")
-            return part.filter(pc.fill_null(mask, False))
-
-        return _in_batches(rows, keep)
-    if isinstance(node, MapBatches):
-        rows = _evaluate(node.child, keys, inputs, traces, tracked)
-        fn = functions.load(node.fn)
-        names = key_names(node, inputs)
-
-        def apply(part: pa.Table) -> pa.Table:
-            out = functions.as_table(fn(part), f"view function {node.fn}")
-            _check_map_output(out, part, names, node.fn)
-            return out.cast(node.output_schema) if node.output_schema is not None else out
-
-        if rows.num_rows == 0 and node.output_schema is not None:
+        if rows.num_rows == 0 and isinstance(node, MapBatches) and node.output_schema is not None:
             return node.output_schema.empty_table()
-        return _in_batches(rows, apply)
+        return _in_batches(rows, _step(node, inputs))
     left = _evaluate(node.left, keys, inputs, traces, tracked)
     if traces is not None and id(node) in tracked:
         traces[tracked[id(node)]] = left.select([*key_names(node, inputs), *node.on])
@@ -197,6 +179,49 @@ def _evaluate(
         probe = distinct(left.select(list(node.on))).drop_null()
         lookup = _evaluate(node.right, probe.rename_columns(right_keys), inputs, None, {})
     return _index_join(left, lookup, list(node.on), right_keys, node.how)
+
+
+def stream(node: Node, inputs: Inputs) -> Iterator[pa.Table]:
+    """All of the plan's output rows (as evaluate(node, None, inputs)), batch by batch as the left-most source is
+    scanned, so a full recompute holds one batch at a time. A join's output comes as one table (its right side is
+    looked up for all left rows at once, and spine joins' traces need evaluate())."""
+    if isinstance(node, Source):
+        ds = inputs.datasets[node.dataset]
+        for batch in ds.read(columns=ds.schema.names, version=inputs.pinned[node.dataset], batch_size=SCAN_ROWS):
+            yield pa.Table.from_batches([batch])
+    elif isinstance(node, Join):
+        yield evaluate(node, None, inputs)
+    else:
+        step = _step(node, inputs)
+        # Full batches, as evaluate() calls functions with: a filter upstream must not shrink what they get.
+        for part in rechunk(stream(node.child, inputs), BATCH_ROWS):
+            out = step(part)
+            if out.num_rows:
+                yield out
+
+
+def _step(node: Filter | MapBatches, inputs: Inputs) -> Callable[[pa.Table], pa.Table]:
+    """What a filter or map_batches step does to one batch of its input rows."""
+    fn = functions.load(node.fn)
+    if isinstance(node, Filter):
+
+        def keep(part: pa.Table) -> pa.Table:
+            result = fn(part)
+            mask = result if isinstance(result, pa.Array | pa.ChunkedArray) else pa.array(result, pa.bool_())
+            if len(mask) != part.num_rows:
+                raise InvalidInputError(f"filter {node.fn} returned {len(mask)} values for {part.num_rows} rows")
+            return part.filter(pc.fill_null(mask, False))
+
+        return keep
+    names = key_names(node, inputs)
+    schema = node.output_schema
+
+    def apply(part: pa.Table) -> pa.Table:
+        out = functions.as_table(fn(part), f"view function {node.fn}")
+        _check_map_output(out, part, names, node.fn)
+        return out.cast(schema) if schema is not None else out
+
+    return apply
 
 
 def _maps(node: Node) -> bool:

@@ -6,6 +6,7 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from ..errors import CorruptDatasetError, InvalidInputError
 from ..formats import FORMAT_VERSION, TRACE_DIR, TRACES_PROP, check_format_version, decode_json, encode_json
 from ..io import put_once
 from . import plan as planmod
-from .evaluate import Inputs, Traces, affected, all_keys, evaluate, key_names
+from .evaluate import Inputs, Traces, affected, all_keys, evaluate, key_names, needs_trace, spine, stream
 from .lease import RefreshLease
 from .plan import MapBatches, Node, root
 
@@ -151,7 +152,7 @@ class MaterializedView:
             try:
                 lease.check()
                 if keys is None:
-                    snap = self.dataset.replace(rows, idempotency_key, message, properties)
+                    snap = self.dataset.replace(_checked(rows, lease), idempotency_key, message, properties)
                 else:
                     snap = self.dataset.apply_changes(
                         _table(rows, self.dataset.schema),
@@ -178,8 +179,16 @@ class MaterializedView:
             )
 
 
-def _table(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
-    return pa.concat_tables(parts, promote_options="permissive") if parts else schema.empty_table()
+def _table(parts: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
+    tables = list(parts)
+    return pa.concat_tables(tables, promote_options="permissive") if tables else schema.empty_table()
+
+
+def _checked(parts: Iterable[pa.Table], lease: RefreshLease) -> Iterator[pa.Table]:
+    """`parts`, then a check that the lease is still held: a streamed recompute computes while it writes, so
+    the check before the commit call comes before most of the work."""
+    yield from parts
+    lease.check()
 
 
 def _updated_traces(old: Traces, new: Traces, keys: pa.Table, names: list[str]) -> Traces:
@@ -222,10 +231,15 @@ def _merge_traces(into: Traces, part: Traces) -> None:
         into[i] = pa.concat_tables([into[i], table]) if i in into else table
 
 
-def _run(catalog: Catalog, node: Node, keys: pa.Table, inputs: Inputs, engine: str) -> tuple[list[pa.Table], Traces]:
-    """Evaluate the plan for `keys`, locally or in chunks on Ray workers; output parts and join traces."""
+def _run(
+    catalog: Catalog, node: Node, keys: pa.Table | None, inputs: Inputs, engine: str
+) -> tuple[Iterable[pa.Table], Traces]:
+    """Evaluate the plan for `keys` (None = all), locally or in chunks on Ray workers; output parts and join
+    traces. A local full recompute without traced joins streams: its parts are computed as they are written."""
     traces: Traces = {}
     if engine == "local":
+        if keys is None and not any(needs_trace(j, inputs) for j in spine(node)):
+            return stream(node, inputs), traces
         return [evaluate(node, keys, inputs, traces)], traces
     if keys is None:
         keys = all_keys(node, inputs)  # with their locations: each task reads its rows where they are

@@ -171,8 +171,9 @@ def test_a_selective_filter_on_1m_rows_reads_only_the_matching_file(big: Dataset
     before = bytes_read()
     assert big.sql(SELECTIVE).to_pylist() == SELECTED
     read = bytes_read() - before
-    # DuckDB reads every file's footer (about 1 KB here) and only the row group that may match.
-    assert read < wanted_bytes + 64 * 1024 < sum(manifest.column("bytes").to_pylist()) / 5
+    # DuckDB reads the matching file and every other file's footer region only (a bound relative to one file:
+    # files here are small, ~200 KB, so the footer reads of the nine others are a visible share).
+    assert read < 2 * wanted_bytes < sum(manifest.column("bytes").to_pylist()) / 4
 
 
 def test_remote_files_go_through_arrow_which_opens_only_the_matching_file(

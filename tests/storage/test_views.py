@@ -8,6 +8,7 @@ twin at the source snapshots it records.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -570,6 +571,35 @@ def test_dead_refreshers_lease_expires(catalog: Catalog, catalog_root: Path, sou
     assert mv.refresh().changed
     assert not lock.exists()
     check_view(mv, sources, PLANS["map_filter"])
+
+
+def test_lease_lost_during_a_streamed_full_refresh_is_not_committed(
+    catalog: Catalog, catalog_root: Path, sources: Sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = PLANS["map_filter"]  # no join: a full refresh computes its rows while the replace writes them
+    mv = catalog.materialize("mv", plan.build(*sources.datasets.values()))
+    before_head, before_rows = mv.dataset.snapshot().id, table_rows(mv.read_all())
+    data_files = set((catalog_root / "mv" / "data").iterdir())
+    sources.write("items", "upsert", item_rows(range(5), label="b"))
+    monkeypatch.setattr(materialized, "RefreshLease", functools.partial(lease.RefreshLease, ttl_seconds=0.2))
+    monkeypatch.setattr(evaluate, "SCAN_ROWS", 10)  # many batches: the takeover comes mid-stream
+    monkeypatch.setattr(evaluate, "BATCH_ROWS", 10)
+    streamed = evaluate.stream
+
+    def taken_over_midway(node: Any, inputs: Any) -> Iterator[Any]:
+        for i, part in enumerate(streamed(node, inputs)):
+            if i == 1:  # another refresher takes the lock over; the heartbeat notices within the TTL
+                (catalog_root / "mv" / LEASE_FILE).write_text(json.dumps({"token": "someone else"}))
+                time.sleep(0.5)
+            yield part
+
+    monkeypatch.setattr(materialized, "stream", taken_over_midway)
+    with pytest.raises(lease.LeaseLostError, match="lost its lease"):
+        mv.refresh(full=True)
+    assert mv.dataset.snapshot().id == before_head
+    assert table_rows(mv.read_all()) == before_rows
+    assert set((catalog_root / "mv" / "data").iterdir()) == data_files  # nothing written is left behind
+    assert json.loads((catalog_root / "mv" / LEASE_FILE).read_text())["token"] == "someone else"
 
 
 def test_lease_lost_to_another_refresher_is_not_committed(catalog: Catalog, catalog_root: Path) -> None:
