@@ -133,25 +133,53 @@ def _live(table: Rows, deleted: dv.Positions) -> Rows:
     return table if keep.all() else table.filter(pa.array(keep))
 
 
+def _live_range(batch: pa.RecordBatch, deleted: dv.Positions, start: int) -> pa.RecordBatch:
+    """`batch`, the rows at positions start.. of its file, without those in `deleted` (sorted)."""
+    lo, hi = np.searchsorted(deleted, [start, start + batch.num_rows])
+    if lo == hi:
+        return batch  # no deletion in this range: no copy
+    keep = np.ones(batch.num_rows, dtype=bool)
+    keep[deleted[lo:hi] - start] = False
+    return batch.filter(pa.array(keep))
+
+
 def _one_phase(
     snap: SnapshotFiles,
-    fragment: pads.Fragment,
+    run: list[tuple[dict[str, Any], pads.Fragment]],
     physical: list[str],
     filter: pc.Expression | None,
-    deleted: dv.Positions,
     batch_size: int | None,
-) -> Iterator[pa.RecordBatch]:
-    """Batches of the physical columns, the filter and the deletions applied by Arrow while decoding.
+) -> Iterator[tuple[dict[str, Any], pa.RecordBatch]]:
+    """(manifest row, batch) of the physical columns of consecutive files, in file order, scanned as one.
 
-    Deletions go into the scanner's filter (not a mask afterwards): Arrow then filters on its own threads.
+    One Arrow scan over all the files reads ahead across them on Arrow's threads (a snapshot often has one
+    large file and many small ones). Deletions are applied afterwards: unfiltered, a batch's positions are
+    known from the rows of its file before it, so the position column is not read and batches of row ranges
+    without deletions pass through uncopied; filtered, the few matching rows are checked by position.
     """
-    if len(deleted):
-        alive = ~pc.field(POS_COLUMN).isin(pa.array(deleted, type=pa.int64()))
-        filter = alive if filter is None else filter & alive
+    if not run:
+        return
+    dvs = {fragment.path: mf.deleted_positions(snap.store, row) for row, fragment in run}
+    rows = {fragment.path: row for row, fragment in run}
+    by_position = filter is not None and any(len(d) for d in dvs.values()) and POS_COLUMN not in physical
+    columns = [*physical, POS_COLUMN] if by_position else physical
+    dataset = pads.FileSystemDataset([f for _row, f in run], snap.physical_schema, _FORMAT, snap.store.arrow_fs()[0])
     kwargs: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
-    for batch in fragment.to_batches(schema=snap.physical_schema, columns=physical, filter=filter, **kwargs):
+    scanner = dataset.scanner(columns=columns, filter=filter, **kwargs)
+    done: dict[str, int] = {}  # rows of each file already scanned (unfiltered reads)
+    for tagged in scanner.scan_batches():
+        path, batch = tagged.fragment.path, tagged.record_batch
+        deleted = dvs[path]
+        if len(deleted) and filter is None:
+            start = done.get(path, 0)
+            done[path] = start + batch.num_rows
+            batch = _live_range(batch, deleted, start)
+        elif len(deleted):
+            batch = _live(batch, deleted)
+        if by_position:
+            batch = batch.drop_columns([POS_COLUMN])
         if batch.num_rows:
-            yield batch
+            yield rows[path], batch
 
 
 # Phase 2 of a two-phase read decodes this many rows of row groups at a time (bounding its memory).
@@ -244,7 +272,7 @@ def file_batches(
     """(data file path, batch) for every live row matching `filter`; columns may include the position.
 
     A filtered read of columns the filter does not need goes in two phases (see `_two_phase`) where that can
-    pay (`_worth_two_phases`); others, and unfiltered reads, in one.
+    pay (`_worth_two_phases`); others, and unfiltered reads, in one, consecutive such files by one scan.
     """
     physical = snap.layout.physical_columns(columns)
     selected = _selected(snap, filter)
@@ -253,23 +281,33 @@ def file_batches(
         needed = filter_columns(snap.physical_schema, filter)
         if any(c not in needed and c != POS_COLUMN for c in physical):
             first = [c for c in physical if c in needed and c != POS_COLUMN] + [POS_COLUMN]
-    for row, fragment in selected:
-        deleted = mf.deleted_positions(snap.store, row)
-        try:
+
+    def parts() -> Iterator[tuple[dict[str, Any], pa.RecordBatch]]:
+        run: list[tuple[dict[str, Any], pads.Fragment]] = []  # files read by one scan
+        for row, fragment in selected:
             if first and filter is not None and _worth_two_phases(fragment, first, filter):
-                batches = _two_phase(snap, fragment, physical, first, filter, deleted, batch_size)
+                yield from _one_phase(snap, run, physical, filter, batch_size)
+                run = []
+                deleted = mf.deleted_positions(snap.store, row)
+                for batch in _two_phase(snap, fragment, physical, first, filter, deleted, batch_size):
+                    yield row, batch
             else:
-                batches = _one_phase(snap, fragment, physical, filter, deleted, batch_size)
-            for batch in batches:
-                for resolved in _resolve(snap.layout, batch, columns):
-                    yield row["path"], resolved
-        except FileNotFoundError as exc:
-            raise CorruptDatasetError(
-                f"{snap.store.uri}/{row['path']}: data file is missing; run ds.validate() and restore it or an "
-                "earlier snapshot"
-            ) from exc
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise InvalidInputError(f"cannot read {columns} with filter {filter}: {exc}") from exc
+                run.append((row, fragment))
+        yield from _one_phase(snap, run, physical, filter, batch_size)
+
+    try:
+        for row, batch in parts():
+            for resolved in _resolve(snap.layout, batch, columns):
+                yield row["path"], resolved
+    except FileNotFoundError as exc:
+        missing = next((row["path"] for row, _f in selected if not snap.store.exists(row["path"])), None)
+        if missing is None:
+            raise
+        raise CorruptDatasetError(
+            f"{snap.store.uri}/{missing}: data file is missing; run ds.validate() and restore it or an earlier snapshot"
+        ) from exc
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(f"cannot read {columns} with filter {filter}: {exc}") from exc
 
 
 def count(snap: SnapshotFiles, filter: pc.Expression | None) -> int:
