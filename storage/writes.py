@@ -227,13 +227,7 @@ def transition(pks: list[str], old: pa.Table, new: pa.Table, relocated_only: boo
     `old` and `new` hold keys with `_old_file`/`_old_pos` and `_new_file`/`_new_pos`. A key in both is an
     update when its row moved (always, with `relocated_only=False`): readers such as diff() compare contents.
     """
-    # Join keys and row numbers only: carrying the file paths through a million-row join costs several times more.
-    pairs = old.select(pks).append_column("_lh_o", pa.array(np.arange(old.num_rows, dtype=np.int64)))
-    pairs = pairs.join(
-        new.select(pks).append_column("_lh_n", pa.array(np.arange(new.num_rows, dtype=np.int64))),
-        keys=pks,
-        join_type="full outer",
-    )
+    pairs = _pair_rows(pks, old, new)
     cols = {c: old.column(c).take(pairs.column("_lh_o")) for c in ("_old_file", "_old_pos")}
     cols |= {c: new.column(c).take(pairs.column("_lh_n")) for c in ("_new_file", "_new_pos")}
     joined = pa.Table.from_arrays([*pairs.select(pks).columns, *cols.values()], names=[*pks, *cols])
@@ -250,6 +244,32 @@ def transition(pks: list[str], old: pa.Table, new: pa.Table, relocated_only: boo
         part = joined.filter(mask)
         parts.append(ch.build(part.select(pks), kind, *(part.column(c) for c in cols)))
     return pa.concat_tables(parts)
+
+
+def _pair_rows(pks: list[str], old: pa.Table, new: pa.Table) -> pa.Table:
+    """Keys of `old` and `new` (each unique) with their row numbers `_lh_o` and `_lh_n` (null = absent there)."""
+    key = old.schema.field(pks[0]).type if len(pks) == 1 else None
+    if key is None or not pa.types.is_integer(key) or old.column(0).null_count or new.column(0).null_count:
+        # Join keys and row numbers only: carrying file paths through a million-row join costs several times more.
+        pairs = old.select(pks).append_column("_lh_o", pa.array(np.arange(old.num_rows, dtype=np.int64)))
+        return pairs.join(
+            new.select(pks).append_column("_lh_n", pa.array(np.arange(new.num_rows, dtype=np.int64))),
+            keys=pks,
+            join_type="full outer",
+        )
+    # One integer key: sorting and a binary search pair the rows several times faster than a hash join.
+    a = old.column(0).to_numpy(zero_copy_only=False)
+    b = new.column(0).to_numpy(zero_copy_only=False)
+    order = np.argsort(a, kind="stable")
+    at = np.minimum(np.searchsorted(a[order], b), max(len(a) - 1, 0))
+    found = (a[order][at] == b) if len(a) else np.zeros(len(b), dtype=bool)
+    in_new = np.zeros(len(a), dtype=bool)
+    in_new[order[at[found]]] = True
+    gone = np.nonzero(~in_new)[0]
+    o = np.concatenate([np.where(found, order[at] if len(a) else 0, -1), gone])
+    n = np.concatenate([np.arange(len(b)), np.full(len(gone), -1)])
+    keys = pa.concat_arrays([new.column(0).combine_chunks(), old.column(0).combine_chunks().take(pa.array(gone))])
+    return pa.table({pks[0]: keys, "_lh_o": pa.array(o, mask=o < 0), "_lh_n": pa.array(n, mask=n < 0)})
 
 
 def _old_locations(ctx: DatasetContext, entry: LogEntry) -> pa.Table:
