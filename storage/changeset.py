@@ -125,12 +125,18 @@ def _full_compare(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> pa.Tab
     return joined.select(_net_schema(ctx).names).cast(_net_schema(ctx))
 
 
-def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> pa.Table:
-    """Per key whose location differs: where it is at `start` and at `end` (null = absent)."""
-    return net_images(ctx, start, end)[0]
+def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False) -> pa.Table:
+    """Per key whose location differs: where it is at `start` and at `end` (null = absent).
+
+    Keys compaction only moved are left out unless `keep_moves` (a merge must know where its target's rows
+    are now); they are marked MOVE_ONLY.
+    """
+    return net_images(ctx, start, end, keep_moves)[0]
 
 
-def net_images(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> tuple[pa.Table, pa.ChunkedArray]:
+def net_images(
+    ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False
+) -> tuple[pa.Table, pa.ChunkedArray]:
     """net_between() plus the pool of logged pre-images its FROM_REF and TO_REF columns index."""
     if start.snapshot_id == end.snapshot_id:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
@@ -138,12 +144,12 @@ def net_images(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> tuple[pa.
     to_start = first_parent_path(ctx, ancestor, start) if ancestor else None
     to_end = first_parent_path(ctx, ancestor, end) if ancestor else None
     if to_start is None or to_end is None:
-        return _drop_unchanged(_full_compare(ctx, start, end)), _empty_pool(ctx)
+        return _drop_unchanged(_full_compare(ctx, start, end), keep_moves), _empty_pool(ctx)
     pks = ctx.meta.primary_keys
     a, pool_a = net_along(ctx, to_start)
     b, pool_b = net_along(ctx, to_end)
     if a.num_rows == 0:
-        return _drop_unchanged(b), pool_b
+        return _drop_unchanged(b, keep_moves), pool_b
     names = [FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY, FROM_REF, TO_REF]
     a = a.append_column("_in_a", pa.array(np.ones(a.num_rows, dtype=bool))).rename_columns(
         [*pks, *(f"a{c}" for c in names), "_in_a"]
@@ -165,14 +171,16 @@ def net_images(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> tuple[pa.
         pc.if_else(in_b, pc.add(j.column(f"b{TO_REF}"), offset), j.column(f"a{FROM_REF}")),
     ]
     pool = pa.chunked_array([*pool_a.chunks, *pool_b.chunks], pool_type(ctx))
-    return _drop_unchanged(pa.Table.from_arrays(cols, schema=_net_schema(ctx))), pool
+    return _drop_unchanged(pa.Table.from_arrays(cols, schema=_net_schema(ctx)), keep_moves), pool
 
 
-def _drop_unchanged(net: pa.Table) -> pa.Table:
+def _drop_unchanged(net: pa.Table, keep_moves: bool) -> pa.Table:
     same_file = pc.fill_null(pc.equal(net.column(FROM_FILE), net.column(TO_FILE)), False)
     same_pos = pc.fill_null(pc.equal(net.column(FROM_POS), net.column(TO_POS)), False)
     both_absent = pc.and_(pc.is_null(net.column(FROM_FILE)), pc.is_null(net.column(TO_FILE)))
-    unchanged = pc.or_(pc.or_(pc.and_(same_file, same_pos), both_absent), pc.fill_null(net.column(MOVE_ONLY), False))
+    unchanged = pc.or_(pc.and_(same_file, same_pos), both_absent)
+    if not keep_moves:
+        unchanged = pc.or_(unchanged, pc.fill_null(net.column(MOVE_ONLY), False))
     return net.filter(pc.invert(unchanged))
 
 

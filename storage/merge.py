@@ -9,10 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import changes as ch
-from .changeset import FROM_FILE, FROM_POS, TO_FILE, TO_POS, net_between, rows_at
+from .changeset import FROM_FILE, FROM_POS, MOVE_ONLY, TO_FILE, TO_POS, net_between, rows_at
 from .context import DatasetContext
 from .errors import CommitConflictError, MergeConflictError
-from .history import rows_differ
 from .inputs import key_values
 from .lineage import MERGE_PARENT, common_ancestor
 from .log import LogEntry
@@ -21,34 +20,22 @@ from .txn import Prepared, group_by_file, store_change_log
 Strategy = Literal["ours", "theirs"] | None
 
 
-def _same_content(ctx: DatasetContext, both: pa.Table) -> np.ndarray[Any, Any]:
-    """Per row of `both`: whether ours and theirs end in the same state (both absent or equal rows)."""
+def _same_content(
+    ctx: DatasetContext, table: pa.Table, left: tuple[str, str], right: tuple[str, str]
+) -> np.ndarray[Any, Any]:
+    """Per row of `table`: whether the (file, position) columns `left` and `right` hold the same state
+    (both absent or equal rows)."""
     cols = ctx.meta.schema.names
-    ours_present = pc.is_valid(both.column("o" + TO_FILE)).to_numpy(zero_copy_only=False)
-    theirs_present = pc.is_valid(both.column("t" + TO_FILE)).to_numpy(zero_copy_only=False)
-    same = ours_present == theirs_present
-    present = np.nonzero(ours_present & theirs_present)[0]
+    left_present = pc.is_valid(table.column(left[0])).to_numpy(zero_copy_only=False)
+    right_present = pc.is_valid(table.column(right[0])).to_numpy(zero_copy_only=False)
+    same = left_present == right_present
+    present = np.nonzero(left_present & right_present)[0]
     if len(present):
-        sub = both.take(pa.array(present))
-        ours = rows_at(ctx, sub.column("o" + TO_FILE), sub.column("o" + TO_POS), cols).to_pylist()
-        theirs = rows_at(ctx, sub.column("t" + TO_FILE), sub.column("t" + TO_POS), cols).to_pylist()
-        same[present] = [a == b for a, b in zip(ours, theirs, strict=True)]
+        sub = table.take(pa.array(present))
+        a = rows_at(ctx, sub.column(left[0]), sub.column(left[1]), cols).to_pylist()
+        b = rows_at(ctx, sub.column(right[0]), sub.column(right[1]), cols).to_pylist()
+        same[present] = [x == y for x, y in zip(a, b, strict=True)]
     return np.asarray(same, dtype=bool)
-
-
-def _rewritten_as_is(ctx: DatasetContext, net: pa.Table, prefix: str) -> np.ndarray[Any, Any]:
-    """Per row of `net` (columns FROM_FILE... under `prefix`): whether the key's row moved with its content equal."""
-    start_file, start_pos = net.column(prefix + FROM_FILE), net.column(prefix + FROM_POS)
-    end_file, end_pos = net.column(prefix + TO_FILE), net.column(prefix + TO_POS)
-    both = pc.and_(pc.is_valid(start_file), pc.is_valid(end_file)).to_numpy(zero_copy_only=False)
-    out = np.zeros(net.num_rows, dtype=bool)
-    idx = pa.array(np.nonzero(both)[0])
-    if len(idx):
-        cols = ctx.meta.schema.names
-        before = rows_at(ctx, pc.take(start_file, idx), pc.take(start_pos, idx), cols)
-        after = rows_at(ctx, pc.take(end_file, idx), pc.take(end_pos, idx), cols)
-        out[both] = ~rows_differ(before, after).to_numpy(zero_copy_only=False)
-    return out
 
 
 def prepare_merge(
@@ -64,32 +51,40 @@ def prepare_merge(
         )
     if ancestor.snapshot_id == source.snapshot_id:
         return None
-    theirs = net_between(ctx, ancestor, source)
+    # Keys compaction moved are kept: a fast-forward logs their moves, so later merges find the rows.
+    theirs = net_between(ctx, ancestor, source, keep_moves=True)
     summary: dict[str, Any] = {MERGE_PARENT: source.snapshot_id, "merged_from": source_name}
     if ancestor.snapshot_id == target.snapshot_id:
         return _fast_forward(ctx, theirs, source, summary)
-    # A row rewritten with the same content (a re-upsert, say) is no change to merge or to conflict with.
-    theirs = theirs.filter(pa.array(~_rewritten_as_is(ctx, theirs, "")))
-    ours = net_between(ctx, ancestor, target)
+    # A key moved, or rewritten with its ancestor's content (an upsert of an equal row, a restore), did not
+    # change.
+    theirs = theirs.filter(pc.invert(pc.fill_null(theirs.column(MOVE_ONLY), False)))
+    theirs = theirs.filter(pa.array(~_same_content(ctx, theirs, (FROM_FILE, FROM_POS), (TO_FILE, TO_POS))))
+    # Ours keeps its moves so that keys it did not change are deleted where they are now, not at the ancestor.
+    ours = net_between(ctx, ancestor, target, keep_moves=True)
     t = theirs.rename_columns([*pks, *("t" + c for c in theirs.column_names[len(pks) :])])
     o = ours.rename_columns([*pks, *("o" + c for c in ours.column_names[len(pks) :])])
     joined = t.join(o, keys=pks, join_type="left outer").combine_chunks()
     in_ours = pc.is_valid(joined.column("o" + FROM_FILE)).to_numpy(zero_copy_only=False) | pc.is_valid(
         joined.column("o" + TO_FILE)
     ).to_numpy(zero_copy_only=False)
-    ours_changed = in_ours & ~_rewritten_as_is(ctx, joined, "o")
+    # Where each key lives on the target now: where ours left it (absent if ours deleted it) for every key in
+    # ours' net, moves and unchanged rewrites included; else where it was at the ancestor.
+    located_by_ours = in_ours.copy()
+    in_ours &= ~pc.fill_null(joined.column("o" + MOVE_ONLY), False).to_numpy(zero_copy_only=False)
     same = np.zeros(joined.num_rows, dtype=bool)
-    idx = np.nonzero(ours_changed)[0]
+    idx = np.nonzero(in_ours)[0]
     if len(idx):
-        same[idx] = _same_content(ctx, joined.take(pa.array(idx)))
-    conflict = ours_changed & ~same
+        sub = joined.take(pa.array(idx))
+        # Ours only moved or rewrote the row unchanged: theirs applies (at ours' location, kept in `touched`).
+        in_ours[idx] = ~_same_content(ctx, sub, ("o" + FROM_FILE, "o" + FROM_POS), ("o" + TO_FILE, "o" + TO_POS))
+        same[idx] = _same_content(ctx, sub, ("o" + TO_FILE, "o" + TO_POS), ("t" + TO_FILE, "t" + TO_POS))
+    conflict = in_ours & ~same
     if conflict.any() and strategy is None:
         raise MergeConflictError(source_name, target.branch, key_values(joined.filter(pa.array(conflict)).select(pks)))
-    apply = ~ours_changed | (conflict & (strategy == "theirs"))
+    apply = ~in_ours | (conflict & (strategy == "theirs"))
     todo = joined.filter(pa.array(apply))
-    # Where each key lives on the target now: untouched by ours -> as at the ancestor; else ours' result
-    # (absent if ours deleted it).
-    touched = pa.array(in_ours[apply])
+    touched = pa.array(located_by_ours[apply])
     cur_file = pc.if_else(touched, todo.column("o" + TO_FILE), todo.column("t" + FROM_FILE))
     cur_pos = pc.if_else(touched, todo.column("o" + TO_POS), todo.column("t" + FROM_POS))
     summary["conflicts_resolved"] = int(conflict.sum())
@@ -101,9 +96,13 @@ def prepare_merge(
 def _fast_forward(ctx: DatasetContext, theirs: pa.Table, source: LogEntry, summary: dict[str, Any]) -> Prepared:
     pks = ctx.meta.primary_keys
     kinds = pc.if_else(
-        pc.is_null(theirs.column(FROM_FILE)),
-        ch.INSERT,
-        pc.if_else(pc.is_null(theirs.column(TO_FILE)), ch.DELETE, ch.UPDATE),
+        pc.fill_null(theirs.column(MOVE_ONLY), False),
+        ch.MOVE,
+        pc.if_else(
+            pc.is_null(theirs.column(FROM_FILE)),
+            ch.INSERT,
+            pc.if_else(pc.is_null(theirs.column(TO_FILE)), ch.DELETE, ch.UPDATE),
+        ),
     )
     table = pa.Table.from_arrays(
         [*(theirs.column(k) for k in pks), kinds, *(theirs.column(c) for c in (FROM_FILE, FROM_POS, TO_FILE, TO_POS))],
