@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean install label-studio reliability
+.PHONY: demo test lint unit bench clean install label-studio browser reliability
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -29,13 +29,21 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not slow and not integration"
 
 # A real Label Studio in its own venv, for the connector's integration tests (minutes on a first run).
-label-studio: $(STAMP)
-	$(PY) infra/label_studio.py install
+# The launcher is standard library only, so it does not wait for the project's venv.
+label-studio:
+	$(PYTHON) infra/label_studio.py install
 
 # Chromium (Debian's package) for the Prefect UI check; a no-op when it is installed.
-test: lint label-studio
+browser:
 	infra/browser.sh install
-	$(BIN)/pytest -m "not reliability"
+
+# The project's venv, Label Studio's venv and chromium are independent: they install side by side, and
+# lint runs as soon as the project's venv is there. Then the tests; the slowest are listed, to keep an eye
+# on the time CI takes. (One process: tests share session servers, Label Studio, Prefect and Ray, that
+# pytest-xdist 3.8's groups cannot keep on one worker under pytest 9.)
+test:
+	$(MAKE) --no-print-directory -j3 -Otarget lint label-studio browser
+	$(BIN)/pytest -m "not reliability" --durations=15
 
 # The whole fault matrix and load suite (under 30 minutes); writes bench/results/reliability.md.
 reliability: $(STAMP)

@@ -2,11 +2,13 @@
 
 `moto_s3` runs moto's S3 server as a real HTTP endpoint on 127.0.0.1 (a separate process, not an
 in-process mock), so S3 catalogs are exercised through the same boto3 and pyarrow code paths as in
-production while nothing can reach real AWS.
+production while nothing can reach real AWS. `label_studio_server` is one real Label Studio for the
+session, shared by the connector tests (tests/tasks) and the flow tests (tests/flows).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import signal
@@ -20,10 +22,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+_LABEL_STUDIO_LAUNCHER = Path(__file__).resolve().parent.parent / "infra" / "label_studio.py"
 MOTO_HOST = "127.0.0.1"
 MOTO_REGION = "us-east-1"
 MOTO_ACCESS_KEY = "testing"
@@ -186,3 +190,28 @@ def start_moto_server(moto_s3: MotoS3, tmp_path: Path) -> Callable[[], AbstractC
     `with start_moto_server() as endpoint_url: ...`; the server is stopped when the block exits.
     """
     return lambda: run_moto_server(tmp_path / "moto-private")
+
+
+def _load_label_studio_launcher() -> ModuleType:
+    # infra/ is scripts, not an installed package: load the launcher from its path.
+    spec = importlib.util.spec_from_file_location("labelhouse_infra_label_studio", _LABEL_STUDIO_LAUNCHER)
+    assert spec is not None and spec.loader is not None, f"cannot load {_LABEL_STUDIO_LAUNCHER}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def label_studio_server() -> Iterator[Any]:
+    """A Label Studio 1.23.2 on 127.0.0.1 for the session, installed first if missing (a `LabelStudioServer`).
+
+    Started once however many test directories use it (a start costs tens of seconds). The server's
+    process group and data dir are removed at teardown, whatever the tests did.
+    """
+    launcher = _load_label_studio_launcher()
+    server = launcher.start()
+    try:
+        yield server
+    finally:
+        launcher.stop(server)

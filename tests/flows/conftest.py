@@ -13,9 +13,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from _flowkit import LABELHOUSE, REPO, LabelStudio, PrefectServer, Served, free_port, load_script, wait_for
+
+_HARNESS_STARTUP_SECONDS = 240
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +30,16 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def harness(prefect_home: Path) -> Iterator[None]:
     """Flows called in this process run against a throwaway Prefect API for the session."""
     os.environ["PREFECT_HOME"] = str(prefect_home)  # before Prefect reads its settings
-    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
+    # Generous: a loaded CI machine has needed over 90 s for the first start.
+    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(_HARNESS_STARTUP_SECONDS)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # its heartbeat races the test database
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), prefect_test_harness(server_startup_timeout=90):
+    with (
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        prefect_test_harness(server_startup_timeout=_HARNESS_STARTUP_SECONDS),
+    ):
         yield
 
 
@@ -97,11 +104,6 @@ def served(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
-def label_studio() -> Iterator[LabelStudio]:
-    """A real Label Studio on 127.0.0.1 for the session (infra/label_studio.py installs it if missing)."""
-    launcher = load_script(REPO / "infra" / "label_studio.py")
-    server = launcher.start()
-    try:
-        yield LabelStudio(server.base_url, server.token)
-    finally:
-        launcher.stop(server)
+def label_studio(label_studio_server: Any) -> LabelStudio:
+    """The session's real Label Studio on 127.0.0.1 (tests/conftest.py starts it, once for all directories)."""
+    return LabelStudio(label_studio_server.base_url, label_studio_server.token)
