@@ -46,8 +46,12 @@ def _net_schema(ctx: DatasetContext) -> pa.Schema:
 
 
 def pool_type(ctx: DatasetContext) -> pa.StructType:
-    """Type of a pre-image: the stored columns of a row (record fields as their addresses)."""
-    return pa.struct([f for f in ctx.layout.physical_schema if f.name != POS_COLUMN])
+    """Type of a pre-image: the stored columns of a row (record fields as their addresses).
+
+    Every field nullable: a change without an image is a null struct whose children are null too, which a
+    non-nullable key field cannot hold (Arrow then refuses every cast of the column).
+    """
+    return pa.struct([f.with_nullable(True) for f in ctx.layout.physical_schema if f.name != POS_COLUMN])
 
 
 def _empty_pool(ctx: DatasetContext) -> pa.ChunkedArray:
