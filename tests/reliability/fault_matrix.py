@@ -11,6 +11,9 @@ one fault armed, and then checks, through a fresh catalog that shares no cache w
 - views equal their function applied to the source version they claim to reflect, and the vector
   index holds exactly the reflected source rows.
 
+A variant world's dataset logs row images (WriteOptions.log_row_images), so diff() reads rows from the change
+logs: there, the diff from the world's head to every new snapshot must equal the model's too.
+
 Which calls exist is learned on a dry run (`record_calls`), so new engine steps are covered automatically.
 """
 
@@ -22,6 +25,7 @@ import os
 import shutil
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -189,19 +193,26 @@ class World:
     main_head: int
     dev_head: int
     fork: int  # where `dev` left `main`: the merge's common ancestor
-    source_rows: list[Row] = field(default_factory=list)
+    row_images: bool = False  # `ds` logs row images in its change logs
 
     @property
     def head(self) -> Content:
         return self.versions[self.main_head]
 
+    @property
+    def label(self) -> str:
+        """The backend as the report names it (the row-image variant is a backend row of its own)."""
+        return f"{self.backend.name}, row images" if self.row_images else self.backend.name
 
-def build_world(backend: Backend, views: bool = True) -> World:
+
+def build_world(backend: Backend, views: bool = True, row_images: bool = False) -> World:
     """Build the world every trial of a backend starts from: a handful of commits, and unless `views` is
-    false, a materialized view and a vector index (which mv_refresh and index_refresh need)."""
+    false, a materialized view and a vector index (which mv_refresh and index_refresh need). With
+    `row_images`, `ds` logs row images (WriteOptions.log_row_images)."""
     root = backend.fresh_root()
     cat = Catalog(root, **backend.options)
-    ds = cat.create_dataset(DS, SCHEMA, ["id"], ["blob"], options=WriteOptions(max_rows_per_file=4))
+    options = WriteOptions(max_rows_per_file=4, log_row_images=row_images)
+    ds = cat.create_dataset(DS, SCHEMA, ["id"], ["blob"], options=options)
     versions: dict[int, Content] = {0: {}}
     state: Content = {}
 
@@ -224,7 +235,7 @@ def build_world(backend: Backend, views: bool = True) -> World:
         cat.create_vector_index(INDEX, source=ds, column="vec", metric="l2sq")
     # Sources move on after the view and the index were built, so their refresh has work to do.
     state = commit(ds.append(table(rows([14, 15]))).id, {**state, 14: row(14), 15: row(15)})
-    world = World(backend, root, versions, ds.snapshot().id, dev.snapshot().id, fork)
+    world = World(backend, root, versions, ds.snapshot().id, dev.snapshot().id, fork, row_images)
     check_world(world)
     return world
 
@@ -241,6 +252,32 @@ def check_world(world: World) -> None:
     ds = world.backend.catalog(world.root).dataset(DS)
     for sid, expected in world.versions.items():
         assert content(ds, sid) == (expected, 0), f"world snapshot {sid} differs from the model"
+        if world.row_images:
+            assert stored_diff(ds, world.main_head, sid) == model_diff(world.head, expected), f"diff to {sid}"
+
+
+def _frozen(r: Row) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(r.items()))
+
+
+def model_diff(start: Content, end: Content) -> Counter[tuple[str, Any]]:
+    """diff() of the model: (change type, row) pairs from `start` to `end`."""
+    out: Counter[tuple[str, Any]] = Counter()
+    for key in start.keys() | end.keys():
+        if key not in start:
+            out[("insert", _frozen(end[key]))] += 1
+        elif key not in end:
+            out[("delete", _frozen(start[key]))] += 1
+        elif start[key] != end[key]:
+            out[("update_preimage", _frozen(start[key]))] += 1
+            out[("update_postimage", _frozen(end[key]))] += 1
+    return out
+
+
+def stored_diff(ds: Dataset, start: int, end: int) -> Counter[tuple[str, Any]]:
+    """What ds.diff() says changed from `start` to `end`, as model_diff() shapes it."""
+    changed = ds.diff(start, end, columns=ds.schema.names).to_pylist()
+    return Counter((r.pop("_change_type"), _frozen(r)) for r in changed)
 
 
 # ----- operations ---------------------------------------------------------------------------------------
@@ -521,7 +558,7 @@ def run_trial(world: World, operation: Operation, point: FaultPoint) -> TrialRes
     rule = Rule(point.fault, op=point.op, nth=point.nth, delay=0.01, action=action, outage=point.outage)
     plan = FaultPlan([rule], error=backend.error)
     handles = Handles(backend.catalog(root, plan)).open(operation)
-    result = TrialResult(backend.name, operation.name, str(point), point.kind, "ok")
+    result = TrialResult(world.label, operation.name, str(point), point.kind, "ok")
     with plan.active():
         try:
             operation.run(handles)
@@ -623,6 +660,8 @@ def _check_ds(world: World, operation: Operation, ds: Dataset, racer: _Racer, re
             result.problems.append(f"snapshot {sid} ({snap.operation}) was committed by nobody")
             continue
         _diff(state, _checked_content(ds, sid, result, f"snapshot {sid}"), result, f"snapshot {sid}")
+        if world.row_images and stored_diff(ds, world.main_head, sid) != model_diff(world.head, state):
+            result.problems.append(f"diff({world.main_head}, {sid}) differs from the model's (row images)")
     if next(races, None) is not None:
         result.problems.append("a concurrent writer's acknowledged commit is not in the log")
     # Older snapshots are immutable: every one still live must read as it did (expire/vacuum must not

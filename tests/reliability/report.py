@@ -96,8 +96,13 @@ def record(kind: str, payload: Any) -> None:
     path = os.environ.get(RESULTS_ENV)
     if not path:
         return
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"kind": kind, **asdict(payload)}) + "\n")
+    line = (json.dumps({"kind": kind, **asdict(payload)}) + "\n").encode()
+    # One O_APPEND write per line: run.py's lanes append to the same file at once.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 def load_results(path: Path) -> list[dict[str, Any]]:

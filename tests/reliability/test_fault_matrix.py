@@ -3,6 +3,7 @@
 The fast subset (run by `make test`) injects every fault at each operation's commit on local disk, and
 the ambiguous outcomes of an append's commit on S3. The full matrix (`-m reliability`, run.py) injects
 every fault at every call on local disk, and the store-dependent faults on S3 (see backend_points).
+The operations that write change logs run again on a dataset that logs row images (on S3: the commit's faults).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def run_matrix(world: World, operation: str, select: Callable[[list[FaultPoint]]
     )
 
 
+# The operations that write `ds` change logs (what WriteOptions.log_row_images adds row images to).
+ROW_IMAGE_OPERATIONS = sorted(name for name, op in OPERATIONS.items() if op.operation is not None)
+
+
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_faults_at_the_commit_local(local_world: World, operation: str) -> None:
     run_matrix(local_world, operation, commit_points)
@@ -57,3 +62,24 @@ def test_fault_matrix_local(local_world: World, operation: str) -> None:
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_fault_matrix_s3(s3_world: World, operation: str) -> None:
     run_matrix(s3_world, operation, backend_points)
+
+
+@pytest.mark.parametrize("operation", ["merge", "upsert"])
+def test_faults_at_the_commit_local_row_images(local_row_images_world: World, operation: str) -> None:
+    run_matrix(local_row_images_world, operation, commit_points)
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+@pytest.mark.parametrize("operation", ROW_IMAGE_OPERATIONS)
+def test_fault_matrix_local_row_images(local_row_images_world: World, operation: str) -> None:
+    run_matrix(local_row_images_world, operation, list)
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize("operation", ROW_IMAGE_OPERATIONS)
+def test_fault_matrix_s3_row_images(s3_row_images_world: World, operation: str) -> None:
+    # Every fault at the commit: what row images add on S3 is the read of replaced rows before it.
+    run_matrix(s3_row_images_world, operation, commit_points)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from fastapi.testclient import TestClient
 from hostile import FIXTURES, Tally, dump, mutated, read_json, tallied
 from hypothesis import HealthCheck, given, settings
@@ -50,6 +51,9 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 COMMIT_FUZZ = settings(FUZZ, max_examples=COMMIT_EXAMPLES)
+# About a second per input (they take a third of that on two cores shared with other work): the run's
+# size sets the limit, not pyproject's 600 s default, which cut the full run's fuzzing short.
+pytestmark = pytest.mark.timeout(max(600, EXAMPLES))
 
 LS = ("label-studio",)
 

@@ -127,6 +127,7 @@ def maintain(server: Prefect, catalog: str) -> None:
 @pytest.mark.reliability
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(int(RUN_TIMEOUT * 3))  # three runs that may each take RUN_TIMEOUT on a busy host
 @pytest.mark.parametrize(("how", "kill_after"), TRIALS, ids=[f"{how}-after-{k}" for how, k in TRIALS])
 def test_a_killed_ingest_run_again_lands_every_row_once(
     server: Prefect, source: Source, tmp_path: Path, how: str, kill_after: int

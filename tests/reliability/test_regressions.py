@@ -17,7 +17,7 @@ from faulty_store import Fault, FaultPlan, Op, Rule
 
 import tasks.webdataset.shard as shard_module
 from flows.webhooks import PATH, SECRET_HEADER, create_app
-from storage import Catalog, CorruptDatasetError, Dataset, InvalidNameError, StorageError
+from storage import Catalog, CorruptDatasetError, Dataset, InvalidNameError, StorageError, WriteOptions
 from storage.naming import check_name
 from tasks.coco.parse import parse_coco
 from tasks.embeddings import decode_png
@@ -275,3 +275,24 @@ def test_materialize_can_be_retried_after_a_failure(tmp_path: Path) -> None:
         cat.materialize("mv2", view)
     mv = cat.materialize("mv2", view)
     assert sorted(mv.read_all().column("id").to_pylist()) == list(range(6))
+
+
+# ----- row images ------------------------------------------------------------------------------------------
+
+
+def test_diff_of_a_dataset_logging_row_images_with_a_non_nullable_key(tmp_path: Path) -> None:
+    """BUG (fixed in storage/changeset.py pool_type): with WriteOptions.log_row_images, a change without an
+    image (an insert's pre-image) is a null struct, whose non-nullable `id` child then holds a null: every
+    diff() raised ArrowInvalid ("nulls in input cannot be viewed as non-nullable")."""
+    cat = Catalog(str(tmp_path / "lake"))
+    ds = cat.create_dataset("ds", SCHEMA, ["id"], ["blob"], options=WriteOptions(log_row_images=True))
+    ds.append(table(rows(range(3))))
+    ds.upsert(table([*rows([1], tag=1), *rows([3])]))
+    ds.delete(keys=[0])
+    diff = ds.diff(1, columns=["id", "score", "blob"]).to_pylist()
+    assert sorted((r["_change_type"], r["id"], r["score"], r["blob"]) for r in diff) == [
+        ("delete", 0, 0, b"blob-0-0"),
+        ("insert", 3, 30, b"blob-3-0"),
+        ("update_postimage", 1, 11, b"blob-1-1"),
+        ("update_preimage", 1, 10, b"blob-1-0"),
+    ]
