@@ -555,8 +555,10 @@ def _s3_writer(
     won = [k for k in order if store.put_if_absent(f"{k:03d}.json", f"worker {worker}".encode())]
     rng = random.Random(worker)
     reports: list[Report] = []
-    barrier.wait()  # start together so the commits really race
     for seq in range(commits):
+        # Every round starts together, so the commits race even when a loaded machine would run one worker's
+        # whole loop before the other's first step.
+        barrier.wait()
         if seq % 2 == 0:
             operation = "append"
             data = plain(range(1000 * (worker + 1) + 10 * seq, 1000 * (worker + 1) + 10 * seq + 3), f"w{worker}", seq)
