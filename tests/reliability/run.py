@@ -36,6 +36,9 @@ FAST_ONLY = [
     "tests/reliability/test_load.py::test_load_s3_fast",
 ]
 
+# The long version-control model run lives beside its short variants in tests/storage.
+LONG_MODEL = "../storage/test_versions_model.py::test_versions_match_model_long"
+
 # Lanes of the full run: test modules, and a -k expression when a module is split between lanes. The
 # service lanes wait on Prefect servers and flow runs, the S3 lane on moto's server; the longest lane first.
 LANES: list[tuple[list[str], str | None]] = [
@@ -43,18 +46,18 @@ LANES: list[tuple[list[str], str | None]] = [
     (["test_kills.py"], None),  # SIGKILLed ingests run again
     (["test_fault_matrix.py"], "s3"),
     (["test_fault_matrix.py", "test_faulty_store.py", "test_regressions.py"], "not s3"),
-    (["test_load.py", "test_fuzz_parsers.py", "test_hostile_inputs.py", "test_hostile_heavy.py"], None),
+    (["test_load.py", "test_fuzz_parsers.py", "test_hostile_inputs.py", "test_hostile_heavy.py", LONG_MODEL], None),
 ]
 
 
 def lanes(count: int) -> list[list[str]]:
     """The pytest arguments of each of `count` lanes (at most len(LANES)); every module of the suite in one."""
     modules = sorted(p.name for p in HERE.glob("test_*.py"))
-    assigned = sorted({m for lane, _ in LANES for m in lane})
+    assigned = sorted({m for lane, _ in LANES for m in lane if m != LONG_MODEL})
     if assigned != modules:  # a new module must be given a lane, or the full run would skip it
         raise SystemExit(f"run.py LANES list {assigned}, the suite has {modules}: add the new module to a lane")
     if count <= 1:
-        return [[str(HERE.relative_to(REPO))]]
+        return [[str(HERE.relative_to(REPO)), str(HERE.relative_to(REPO) / LONG_MODEL)]]
     out = []
     for i, (lane, k) in enumerate(LANES[:count]):
         if i == count - 1:  # the last lane runs whatever the lanes cut off would have
@@ -66,7 +69,7 @@ def lanes(count: int) -> list[list[str]]:
 
 def _full(lane: list[str]) -> list[str]:
     """A lane's arguments for the full run: without the fast tests it covers (see FAST_ONLY)."""
-    paths = [a for a in lane if a.endswith(".py") or a.endswith("reliability")]
+    paths = [a for a in lane if a.endswith(".py") or "::" in a or a.endswith("reliability")]
     k = lane[lane.index("-k") + 1] if "-k" in lane else None
     expression = f"({k}) and not faults_at_the_commit" if k else "not faults_at_the_commit"
     return [*paths, "-k", expression, *(f"--deselect={t}" for t in FAST_ONLY)]

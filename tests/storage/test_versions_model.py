@@ -390,11 +390,12 @@ def test_versions_match_model(layout: Layout, row_images: bool, tmp_path: Path) 
     _run(layout, row_images, tmp_path, max_examples=20, steps=25)
 
 
-@pytest.mark.slow
+# Minutes per variant: part of `make reliability` (its last lane), not of `make test`.
+@pytest.mark.reliability
 @ROW_IMAGES
 @LAYOUT
 def test_versions_match_model_long(layout: Layout, row_images: bool, tmp_path: Path) -> None:
-    _run(layout, row_images, tmp_path, max_examples=150, steps=50)
+    _run(layout, row_images, tmp_path, max_examples=60, steps=40)
 
 
 # ----- regressions the machine found ------------------------------------------------------------------
