@@ -137,7 +137,7 @@ def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves:
 def net_images(
     ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False
 ) -> tuple[pa.Table, pa.ChunkedArray]:
-    """net_between() plus the pool of logged pre-images its FROM_REF and TO_REF columns index."""
+    """net_between() plus the pool of logged row images its FROM_REF and TO_REF columns index."""
     if start.snapshot_id == end.snapshot_id:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
     ancestor = common_ancestor(ctx, start, end)
@@ -195,7 +195,7 @@ def rows_at(
 def stored_rows_at(
     ctx: DatasetContext, files: pa.ChunkedArray | pa.Array, positions: pa.ChunkedArray | pa.Array
 ) -> pa.Table:
-    """rows_at() as stored: every column, record fields as their addresses (the pre-image pool's shape)."""
+    """rows_at() as stored: every column, record fields as their addresses (the row-image pool's shape)."""
     schema = pa.schema(list(pool_type(ctx)))
     return _gather(files, positions, schema, lambda path, pos: ctx.read_physical_at(path, pos, schema.names))
 

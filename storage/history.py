@@ -37,7 +37,7 @@ _START, _END = (FROM_FILE, FROM_POS, FROM_REF), (TO_FILE, TO_POS, TO_REF)
 def _state(
     ctx: DatasetContext, net: pa.Table, side: tuple[str, str, str], pool: pa.ChunkedArray, columns: list[str]
 ) -> pa.Table:
-    """Rows of `net`'s keys at one end of the diff: from the pre-image pool when logged, else their files."""
+    """Rows of `net`'s keys at one end of the diff: from the row-image pool when logged, else their files."""
     file, pos, ref = side
     return rows_known(ctx, net.column(file), net.column(pos), net.column(ref), pool, columns)
 
