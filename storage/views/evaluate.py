@@ -15,11 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import keyindex, versions
+from .. import versions
 from ..changeset import TO_FILE, TO_POS, net_between, rows_at
 from ..errors import InvalidInputError, StorageError
 from ..formats import POS_COLUMN
 from ..inputs import rechunk
+from ..keyindex import locate
 from ..scan import FILE_COLUMN, SnapshotFiles, key_filter, locations
 from . import functions
 from .plan import Filter, Join, MapBatches, Node, Source, root
@@ -58,7 +59,7 @@ class Inputs:
         parts = [rows_at(ctx, at.column(FILE_COLUMN), at.column(POS_COLUMN), ds.schema.names)]
         unknown = keys.filter(pc.is_null(keys.column(_KNOWN))).select(ds.primary_keys)
         if unknown.num_rows:
-            hits = keyindex.locate(self.files(name), unknown)
+            hits = locate(self.files(name), unknown)
             parts.append(rows_at(ctx, hits.column(FILE_COLUMN), hits.column(POS_COLUMN), ds.schema.names))
         return pa.concat_tables(parts)
 
