@@ -22,9 +22,7 @@ import itertools
 import operator
 import os
 import pickle
-import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsIndex
@@ -38,6 +36,7 @@ from . import manifest as mf
 from .datafiles import Layout
 from .errors import InvalidInputError
 from .io import ObjectStore
+from .lru import ByteLRU
 from .records import RECORD_FILE, RECORD_POS, decode_columns, decode_values
 from .scan import SnapshotFiles
 
@@ -52,34 +51,6 @@ class _Group:
 
     batch: pa.RecordBatch
     columns: list[pa.Array]
-
-
-class _GroupCache:
-    """Row groups by (file number, row group); least recently used ones go past a byte budget."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._bytes = 0
-        self._groups: OrderedDict[tuple[int, int], _Group] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[int, int]) -> _Group | None:
-        with self._lock:
-            group = self._groups.get(key)
-            if group is not None:
-                self._groups.move_to_end(key)
-            return group
-
-    def put(self, key: tuple[int, int], group: _Group) -> None:
-        with self._lock:
-            if key in self._groups:
-                return
-            self._groups[key] = group
-            self._bytes += group.batch.nbytes
-            # The newest group always stays, so a group larger than the budget is still served.
-            while self._bytes > self._limit and len(self._groups) > 1:
-                _key, old = self._groups.popitem(last=False)
-                self._bytes -= old.batch.nbytes
 
 
 class RandomAccess:
@@ -118,7 +89,9 @@ class RandomAccess:
         _LIVE.add(self)
 
     def _open_caches(self) -> None:
-        self._groups = _GroupCache(self._cache_bytes)
+        self._groups: ByteLRU[tuple[int, int], _Group] = ByteLRU(
+            self._cache_bytes, lambda g: g.batch.nbytes, keep_oversized=True
+        )
         self._files: dict[int, tuple[pq.FileMetaData, list[int]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:

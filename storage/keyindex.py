@@ -9,8 +9,6 @@ exactly); other keys are located by a filtered scan, as before.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +21,7 @@ from . import manifest as mf
 from . import scan
 from .errors import CorruptDatasetError
 from .formats import POS_COLUMN
+from .lru import ByteLRU
 from .scan import FILE_COLUMN, SnapshotFiles
 
 MAX_BYTES = 256 << 20
@@ -44,34 +43,12 @@ class _Index:
         return int(self.keys.nbytes + (0 if self.order is None else self.order.nbytes))
 
 
-class _Cache:
-    """Indexes by (store, data file); the least recently used go past the byte budget."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._bytes = 0
-        self._items: OrderedDict[tuple[str, str], _Index] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> _Index | None:
-        with self._lock:
-            index = self._items.get(key)
-            if index is not None:
-                self._items.move_to_end(key)
-            return index
-
-    def put(self, key: tuple[str, str], index: _Index) -> None:
-        with self._lock:
-            if key in self._items or index.nbytes > self._limit:
-                return
-            self._items[key] = index
-            self._bytes += index.nbytes
-            while self._bytes > self._limit:
-                _key, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
+def new_cache(limit: int = MAX_BYTES) -> ByteLRU[tuple[str, str], _Index]:
+    """An empty index cache of `limit` bytes (indexes larger than that are not kept)."""
+    return ByteLRU(limit, lambda index: index.nbytes, keep_oversized=False)
 
 
-_CACHE = _Cache(MAX_BYTES)
+_CACHE = new_cache()
 
 
 def indexable(field: pa.Field) -> bool:

@@ -163,3 +163,12 @@ def label_is(label: str) -> Callable[[Row], bool]:
 def score_between(lo: int, hi: int) -> Callable[[Row], bool]:
     """Model twin of `(pc.field("score") >= lo) & (pc.field("score") <= hi)`: null scores never match."""
     return lambda r: r["score"] is not None and lo <= r["score"] <= hi
+
+
+def engine_diff(ds: Any, start: Any, end: Any, layout: Layout) -> list[tuple[str, Row]]:
+    """`ds.diff(start, end)` as (change type, row) pairs, in the order of Model.diff()."""
+    out = []
+    for r in ds.diff(start, end).to_pylist():
+        kind = r.pop("_change_type")
+        out.append((kind, r))
+    return sorted(out, key=lambda e: (e[0], layout.key(e[1])))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from _disk import files_under, unreferenced_files
-from _model import SINGLE_KEY, MakeDataset, Model, Row
+from _model import SINGLE_KEY, MakeDataset, Model, Row, engine_diff
 from _procs import CONFLICT, CommitReport, mutate_or_compact
 from test_concurrency import WORKERS, run_workers
 
@@ -27,13 +27,9 @@ def rows_of(ds: Dataset, version: Any = None) -> list[Row]:
     return LAYOUT.sorted_rows(ds.read_all(version=version).to_pylist())
 
 
-def diff_entries(ds: Dataset, start: int, end: int) -> list[tuple[str, Row]]:
+def diff_entries(ds: Dataset, start: Any, end: Any) -> list[tuple[str, Row]]:
     """The engine's diff as (change type, row), in the model's order."""
-    out = []
-    for r in ds.diff(start, end).to_pylist():
-        kind = r.pop("_change_type")
-        out.append((kind, r))
-    return sorted(out, key=lambda e: (e[0], LAYOUT.key(e[1])))
+    return engine_diff(ds, start, end, LAYOUT)
 
 
 def _build(ds: Dataset) -> Model:

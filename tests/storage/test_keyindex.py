@@ -36,7 +36,7 @@ def test_index_finds_what_a_scan_finds(catalog: Catalog, typ: pa.DataType) -> No
     wanted = pa.table({"k": _keys(np.concatenate([rng.choice(4000, 600), [5, 5]]), typ)})
     for fresh in (False, True):  # indexes remembered at write, then built from the files
         if fresh:
-            keyindex._CACHE = keyindex._Cache(keyindex.MAX_BYTES)
+            keyindex._CACHE = keyindex.new_cache(keyindex.MAX_BYTES)
         found = keyindex.locate(snap, wanted)
         assert found.schema == scan.locate(snap, wanted).schema
         assert _sorted(found).equals(_sorted(scan.locate(snap, wanted)))
@@ -48,7 +48,7 @@ def test_tiny_budget_still_locates(catalog: Catalog) -> None:
     ds.append(pa.table({"k": pa.array(np.arange(1000))}))
     ds.upsert(pa.table({"k": pa.array([3, 2000])}))
     saved = keyindex._CACHE
-    keyindex._CACHE = keyindex._Cache(16)  # nothing fits: every lookup reads the file
+    keyindex._CACHE = keyindex.new_cache(16)  # nothing fits: every lookup reads the file
     try:
         snap = ds._ctx.files(ds._ctx.log.branch_head("main"))
         found = keyindex.locate(snap, pa.table({"k": pa.array([3, 4, 2000, 5000])}))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _disk import files_under, nothing_written, unreferenced_files
-from _model import SINGLE_KEY, Key, MakeDataset, Model, Row
+from _model import SINGLE_KEY, Key, MakeDataset, Model, Row, engine_diff
 from _procs import BARRIER_TIMEOUT, upsert_on_signal
 
 from storage import Catalog, Dataset, MergeConflictError, faults
@@ -47,11 +47,7 @@ def applied(start: State, upserts: Sequence[Row] = (), deletes: Sequence[int] = 
 
 def net_diff(ds: Dataset, start: Any, end: Any) -> list[tuple[str, Row]]:
     """The engine's diff as (change type, row), in the model's order."""
-    out = []
-    for r in ds.diff(start, end).to_pylist():
-        kind = r.pop("_change_type")
-        out.append((kind, r))
-    return sorted(out, key=lambda e: (e[0], LAYOUT.key(e[1])))
+    return engine_diff(ds, start, end, LAYOUT)
 
 
 def model_diff(before: State, after: State) -> list[tuple[str, Row]]:
