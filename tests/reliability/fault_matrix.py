@@ -443,30 +443,10 @@ class TrialResult:
     rows_duplicated: int = 0
     rows_wrong: int = 0
     problems: list[str] = field(default_factory=list)
-    known_bug: str | None = None  # a KnownBug's name: reported, not failed (its regression test is xfail)
 
     @property
     def passed(self) -> bool:
-        return self.known_bug is not None or (self.outcome in ("ok", "raised", "raised_landed") and not self.problems)
-
-
-@dataclass(frozen=True)
-class KnownBug:
-    """A bug the suite found that is not fixed yet (tests/reliability/test_regressions.py has it as xfail)."""
-
-    name: str
-    operation: str
-    signature: str  # text in one of a trial's problems that identifies this bug
-
-    def matches(self, result: TrialResult) -> bool:
-        return result.operation == self.operation and any(self.signature in p for p in result.problems)
-
-
-KNOWN_BUGS = (
-    # cat.materialize() creates the dataset, writes the definition and refreshes in separate steps; a
-    # failure in between leaves a half-made view that a retry cannot finish (DatasetExistsError).
-    KnownBug("materialize-not-resumable", "materialize", "DatasetExistsError"),
-)
+        return self.outcome in ("ok", "raised", "raised_landed") and not self.problems
 
 
 def dry_run(world: World, operation: Operation) -> list[Call]:
@@ -580,7 +560,6 @@ def run_trial(world: World, operation: Operation, point: FaultPoint) -> TrialRes
         check(world, operation, root, racer, result)
     except Exception:
         result.problems.append(f"checking raised:\n{traceback.format_exc(limit=8)}")
-    result.known_bug = next((bug.name for bug in KNOWN_BUGS if bug.matches(result)), None)
     return result
 
 

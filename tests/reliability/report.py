@@ -118,7 +118,7 @@ def _table(header: list[str], body: Iterable[list[Any]]) -> list[str]:
 
 
 def _failed(r: dict[str, Any]) -> bool:
-    return r.get("known_bug") is None and (bool(r["problems"]) or r["outcome"] == "crash")
+    return bool(r["problems"]) or r["outcome"] == "crash"
 
 
 def _counts(trials: list[dict[str, Any]]) -> list[Any]:
@@ -130,14 +130,13 @@ def _counts(trials: list[dict[str, Any]]) -> list[Any]:
         sum(r["rows_duplicated"] for r in trials),
         sum(r["rows_wrong"] for r in trials),
         sum(r["outcome"] == "crash" for r in trials),
-        sum(r.get("known_bug") is not None for r in trials),
         sum(_failed(r) for r in trials),
     ]
 
 
 COUNT_HEADER = [
     "trials", "ok", "raised", "raised, landed", "rows lost", "rows duplicated", "rows wrong", "crashes",
-    "known bug", "failed checks",
+    "failed checks",
 ]  # fmt: skip
 
 
@@ -190,10 +189,6 @@ def render(results: list[dict[str, Any]], title: str, notes: list[str]) -> str:
     webhook_loads = [r for r in results if r["kind"] == "webhook_load"]
     if processes or webhook_loads:
         lines += _process_faults(processes, webhook_loads)
-    known = Counter(r["known_bug"] for r in trials if r.get("known_bug"))
-    if known:
-        lines += ["", "## Known bugs (xfail regressions in test_regressions.py)", ""]
-        lines += [f"- {name}: {n} trial(s)" for name, n in sorted(known.items())]
     failed = [r for r in trials if _failed(r)]
     if failed:
         lines += ["", "## Failed trials", ""]
