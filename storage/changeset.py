@@ -52,24 +52,29 @@ def pool_type(ctx: DatasetContext) -> pa.StructType:
     return pa.struct([f.with_nullable(True) for f in ctx.layout.physical_schema if f.name != POS_COLUMN])
 
 
-def _empty_pool(ctx: DatasetContext) -> pa.ChunkedArray:
-    return pa.chunked_array([], pool_type(ctx))
+def _empty_pool(ctx: DatasetContext) -> pa.Array:
+    return pa.array([], pool_type(ctx))
 
 
-def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, pa.ChunkedArray]:
+def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, pa.Array]:
     """Per key touched along `path` (oldest first): location before the first and after the last commit.
 
     Also the row-image pool of the path: FROM_REF and TO_REF index the key's content before and after the
     path when the change logs recorded it.
     """
     pks = ctx.meta.primary_keys
-    parts = [ch.load(ctx.store, e.changes) for e in path if e.changes]
+    parts = ch.load_all(ctx.store, [e.changes for e in path if e.changes])
     parts = [p for p in parts if p.num_rows]
     if not parts:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
-    table = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
+    # The images go straight into one pool array (every later take reads it; a chunked pool would be
+    # concatenated again by each take), the small columns into one table.
+    image_type = pool_type(ctx)
+    pool = pa.concat_arrays([chunk for c in ch.IMAGES for p in parts for chunk in _images(image_type, p, c)])
+    table = pa.concat_tables(
+        [p.drop_columns([c for c in ch.IMAGES if c in p.column_names]) for p in parts], promote_options="permissive"
+    ).combine_chunks()
     n = table.num_rows
-    pre, post = (_images(ctx, table, c) for c in ch.IMAGES)
     # A key's first and last change give its location before and after the path. Moves keep content, so
     # its first and last real (non-move) changes give its row images; a key with only moves is unchanged.
     rows = np.arange(n, dtype=np.int64)
@@ -81,14 +86,15 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
     first_real, last_real = agg.column("_real_min"), agg.column("_real_max")
     absent_before = pc.equal(pc.take(table.column("_change"), first), ch.INSERT)
     absent_after = pc.equal(pc.take(table.column("_change"), last), ch.DELETE)
+    logged = pc.is_valid(pool).to_numpy(zero_copy_only=False)
 
     def at(column: str, index: pa.ChunkedArray, absent: pa.ChunkedArray) -> pa.ChunkedArray:
         values = pc.take(table.column(column), index)
         return pc.if_else(absent, pa.scalar(None, values.type), values)
 
-    def ref(image: pa.ChunkedArray, index: pa.ChunkedArray, offset: int, absent: pa.ChunkedArray) -> pa.Array:
-        logged = np.where(pc.is_valid(image).to_numpy(zero_copy_only=False), rows + offset, -1)
-        picked = pc.take(pa.array(logged), index)  # null where the key had only moves
+    def ref(index: pa.ChunkedArray, offset: int, absent: pa.ChunkedArray) -> pa.Array:
+        refs = np.where(logged[offset : offset + n], rows + offset, -1)
+        picked = pc.take(pa.array(refs), index)  # null where the key had only moves
         return pc.if_else(pc.or_(absent, pc.fill_null(pc.less(picked, 0), True)), pa.scalar(None, pa.int64()), picked)
 
     cols = [
@@ -98,20 +104,18 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
         at("_new_file", last, absent_after),
         at("_new_pos", last, absent_after),
         pc.is_null(first_real),
-        ref(pre, first_real, 0, absent_before),
-        ref(post, last_real, n, absent_after),
+        ref(first_real, 0, absent_before),
+        ref(last_real, n, absent_after),
     ]
-    return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pa.chunked_array([*pre.chunks, *post.chunks])
+    return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pool
 
 
-def _images(ctx: DatasetContext, table: pa.Table, name: str) -> pa.ChunkedArray:
-    """A row-image column of concatenated change logs, all null where no log recorded it."""
-    if name in table.column_names:
-        column = table.column(name)
-        # Logs without the column (a bulk commit's keeps no new-row images) were promoted to all-null chunks:
-        # casting those fails on non-nullable fields, and is not needed.
-        return column if column.type.equals(pool_type(ctx)) else column.cast(pool_type(ctx))
-    return pa.chunked_array([pa.nulls(table.num_rows, pool_type(ctx))])
+def _images(image_type: pa.StructType, log: pa.Table, name: str) -> list[pa.Array]:
+    """The chunks of a row-image column of one change log, all null where the log did not record it."""
+    if name not in log.column_names:  # a bulk commit's log keeps no new-row images
+        return [pa.nulls(log.num_rows, image_type)]
+    column = log.column(name)
+    return list(column.chunks if column.type.equals(image_type) else column.cast(image_type).chunks)
 
 
 def _full_compare(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> pa.Table:
@@ -136,7 +140,7 @@ def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves:
 
 def net_images(
     ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False
-) -> tuple[pa.Table, pa.ChunkedArray]:
+) -> tuple[pa.Table, pa.Array]:
     """net_between() plus the pool of logged row images its FROM_REF and TO_REF columns index."""
     if start.snapshot_id == end.snapshot_id:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
@@ -159,7 +163,7 @@ def net_images(
     )
     j = a.join(b, keys=pks, join_type="full outer")
     in_a, in_b = pc.is_valid(j.column("_in_a")), pc.is_valid(j.column("_in_b"))
-    offset = pool_a.length()  # one pool for both paths: b's images come after a's
+    offset = len(pool_a)  # one pool for both paths: b's images come after a's
     cols = [
         *(j.column(k) for k in pks),
         pc.if_else(in_a, j.column(f"a{TO_FILE}"), j.column(f"b{FROM_FILE}")),  # state at start
@@ -170,7 +174,7 @@ def net_images(
         pc.if_else(in_a, j.column(f"a{TO_REF}"), pc.add(j.column(f"b{FROM_REF}"), offset)),
         pc.if_else(in_b, pc.add(j.column(f"b{TO_REF}"), offset), j.column(f"a{FROM_REF}")),
     ]
-    pool = pa.chunked_array([*pool_a.chunks, *pool_b.chunks], pool_type(ctx))
+    pool = pa.concat_arrays([pool_a, pool_b])
     return _drop_unchanged(pa.Table.from_arrays(cols, schema=_net_schema(ctx)), keep_moves), pool
 
 
@@ -227,19 +231,29 @@ def rows_known(
     files: pa.ChunkedArray | pa.Array,
     positions: pa.ChunkedArray | pa.Array,
     refs: pa.ChunkedArray | pa.Array,
-    pool: pa.ChunkedArray,
+    pool: pa.Array,
     columns: list[str],
 ) -> pa.Table:
     """rows_at(), taking each row from the row-image pool where its ref is set instead of its data file."""
+    if refs.null_count == 0:
+        return pooled_rows(ctx, refs, pool, columns)
     have = pc.is_valid(refs).to_numpy(zero_copy_only=False)
     if not have.any():
         return rows_at(ctx, files, positions, columns)
     hit, miss = np.nonzero(have)[0], np.nonzero(~have)[0]
-    schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
-    stored = pa.Table.from_struct_array(pool.take(pc.take(refs, hit)))
-    known = ctx.layout.resolve(stored.select(ctx.layout.physical_columns(columns)), columns).cast(schema)
-    if len(miss) == 0:
-        return known
+    known = pooled_rows(ctx, pc.take(refs, hit), pool, columns)
     read = rows_at(ctx, pc.take(files, miss), pc.take(positions, miss), columns)
     table = pa.concat_tables([known, read])
     return table.take(pa.array(np.argsort(np.concatenate([hit, miss]), kind="stable")))
+
+
+def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: pa.Array, columns: list[str]) -> pa.Table:
+    """The rows at `refs` (none null) of the row-image pool, as `columns`.
+
+    Only the stored columns `columns` need are taken (a take of the whole struct would copy them all); the
+    pool's own nulls (changes without images) are never referenced, so its fields are taken as they are.
+    """
+    physical = ctx.layout.physical_columns(columns)
+    stored = pa.Table.from_arrays([pc.take(pool.field(c), refs) for c in physical], names=physical)
+    schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
+    return ctx.layout.resolve(stored, columns).cast(schema)

@@ -528,7 +528,9 @@ class Dataset:
         """Net row changes from version `start` to `end` (default: this branch's head), any two versions.
 
         Rows carry `_change_type` in {insert, delete, update_preimage, update_postimage}; a key inserted
-        and deleted within the range does not appear; `start` after `end` gives the reverse diff.
+        and deleted within the range does not appear; `start` after `end` gives the reverse diff. Each
+        iter_diff() part lists inserts, deletes, then updated rows' pre-images and, in the same key order, their
+        post-images; diff() is those parts concatenated.
         """
         cols = self._columns(columns)
         parts = list(self.iter_diff(start, end, cols))

@@ -10,7 +10,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import changes as ch
-from .changeset import FROM_FILE, FROM_POS, FROM_REF, TO_FILE, TO_POS, TO_REF, net_images, rows_at, rows_known
+from .changeset import (
+    FROM_FILE,
+    FROM_POS,
+    FROM_REF,
+    TO_FILE,
+    TO_POS,
+    TO_REF,
+    net_images,
+    rows_at,
+    rows_known,
+)
 from .context import DatasetContext
 from .formats import encode_json
 from .inputs import key_table
@@ -35,7 +45,7 @@ _START, _END = (FROM_FILE, FROM_POS, FROM_REF), (TO_FILE, TO_POS, TO_REF)
 
 
 def _state(
-    ctx: DatasetContext, net: pa.Table, side: tuple[str, str, str], pool: pa.ChunkedArray, columns: list[str]
+    ctx: DatasetContext, net: pa.Table, side: tuple[str, str, str], pool: pa.Array, columns: list[str]
 ) -> pa.Table:
     """Rows of `net`'s keys at one end of the diff: from the row-image pool when logged, else their files."""
     file, pos, ref = side
@@ -45,24 +55,31 @@ def _state(
 def iter_diff(
     ctx: DatasetContext, start: LogEntry, end: LogEntry, columns: list[str], batch_size: int = 65_536
 ) -> Iterator[pa.Table]:
-    """The net change from `start` to `end`, in tables of at most `batch_size` changed keys."""
+    """The net change from `start` to `end`, in tables of at most `batch_size` changed keys.
+
+    Each table lists inserts, deletes, then the updated keys' pre-images and their post-images in the same
+    key order (pairing them row by row would copy every updated row once more).
+    """
     net, pool = net_images(ctx, start, end)
     schema = diff_schema(ctx, columns)
+    # Keys are equal on both sides of an update by construction: only the other columns can differ.
+    compared = [c for c in columns if c not in ctx.meta.primary_keys]
     for offset in range(0, net.num_rows, batch_size):
         part = net.slice(offset, batch_size)
-        has_from, has_to = pc.is_valid(part.column(FROM_FILE)), pc.is_valid(part.column(TO_FILE))
-        out = [
-            _tagged(_state(ctx, part.filter(pc.and_(pc.invert(has_from), has_to)), _END, pool, columns), INSERT),
-            _tagged(_state(ctx, part.filter(pc.and_(has_from, pc.invert(has_to))), _START, pool, columns), DELETE),
-        ]
-        updated = part.filter(pc.and_(has_from, has_to))
+        has_from = pc.is_valid(part.column(FROM_FILE)).to_numpy(zero_copy_only=False)
+        has_to = pc.is_valid(part.column(TO_FILE)).to_numpy(zero_copy_only=False)
+        updated = part.take(np.flatnonzero(has_from & has_to))
         pre, post = _state(ctx, updated, _START, pool, columns), _state(ctx, updated, _END, pool, columns)
-        changed = rows_differ(pre, post)
-        pre, post = pre.filter(changed), post.filter(changed)
-        # Interleave so each pre-image is followed by its post-image, as change feeds do.
-        both = pa.concat_tables([_tagged(pre, PRE), _tagged(post, POST)])
-        order = np.arange(2 * pre.num_rows, dtype=np.int64).reshape(2, -1).T.ravel()
-        out.append(both.combine_chunks().take(pa.array(order)))
+        # An update that rewrote a row with identical content is no change.
+        changed = rows_differ(pre.select(compared), post.select(compared))
+        if changed.false_count:
+            pre, post = pre.filter(changed), post.filter(changed)
+        out = [
+            _tagged(_state(ctx, part.take(np.flatnonzero(has_to & ~has_from)), _END, pool, columns), INSERT),
+            _tagged(_state(ctx, part.take(np.flatnonzero(has_from & ~has_to)), _START, pool, columns), DELETE),
+            _tagged(pre, PRE),
+            _tagged(post, POST),
+        ]
         table = pa.concat_tables(out).cast(schema)
         if table.num_rows:
             yield table
@@ -74,8 +91,10 @@ def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
     for name in a.column_names:
         x, y = a.column(name), b.column(name)
         try:
-            eq = pc.fill_null(pc.equal(x, y), False)
-            same = pc.or_(eq, pc.and_(pc.is_null(x), pc.is_null(y))).to_numpy(zero_copy_only=False)
+            eq = pc.equal(x, y)
+            if x.null_count or y.null_count:
+                eq = pc.or_(pc.fill_null(eq, False), pc.and_(pc.is_null(x), pc.is_null(y)))
+            same = eq.to_numpy(zero_copy_only=False)
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # nested types
             same = np.array([u == v for u, v in zip(x.to_pylist(), y.to_pylist(), strict=True)], dtype=bool)
         differ |= ~same

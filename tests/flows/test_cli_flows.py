@@ -57,6 +57,11 @@ def test_diff_between_two_ingests(ingested: str) -> None:
     post = [r for r in diff["rows"] if r["_change_type"] == "update_postimage"]
     assert diff["updated"] == 10  # every row's provenance (source_ref, flow_run_id) changed
     assert ["cyclist"] in [r["labels"] for r in post]
+    # A cut-off listing shows whole updates: each pre-image followed by the same row's post-image.
+    cut = lh_json("diff", "demo__annotations", "1", "2", "--catalog", ingested, "--limit", "6")["rows"]
+    assert [r["_change_type"] for r in cut] == ["update_preimage", "update_postimage"] * 3
+    keys = Catalog(ingested).dataset("demo__annotations").primary_keys
+    assert all([r[k] for k in keys] == [s[k] for k in keys] for r, s in zip(cut[::2], cut[1::2], strict=True))
 
 
 def test_history_of_one_row(ingested: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated, Any
 
+import numpy as np
 import pyarrow as pa
 import typer
 from rich.console import Group
@@ -35,7 +36,7 @@ def diff(
     rows: list[dict[str, Any]] = []
     for part in ds.iter_diff(start_id, end_id):
         counts.update(part["_change_type"].to_pylist())
-        rows += part.slice(0, max(limit - len(rows), 0)).to_pylist()
+        rows += _paired(part, max(limit - len(rows), 0)).to_pylist()
     stats = {
         "inserted": counts["insert"],
         "updated": counts["update_postimage"],
@@ -45,6 +46,16 @@ def diff(
     columns = ["_change_type", *_columns(ds)]
     title = f"{ds.name}: snapshot {start_id} -> {end_id}: +{stats['inserted']} ~{stats['updated']} -{stats['deleted']}"
     emit(data, as_json, lambda: records_table(rows, columns, title))
+
+
+def _paired(part: pa.Table, limit: int) -> pa.Table:
+    """The first `limit` rows of a diff part, each update pre-image next to its post-image (iter_diff lists
+    them as two blocks in the same key order), so a cut-off listing never shows half an update."""
+    kinds = np.asarray(part["_change_type"].to_pylist(), dtype=object)
+    pre, post = np.flatnonzero(kinds == "update_preimage"), np.flatnonzero(kinds == "update_postimage")
+    others = np.flatnonzero((kinds != "update_preimage") & (kinds != "update_postimage"))
+    order = np.concatenate([others, np.column_stack([pre, post]).ravel()]).astype(np.int64)
+    return part.take(order[:limit])
 
 
 def history(
