@@ -78,34 +78,34 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
     # A key's first and last change give its location before and after the path. Moves keep content, so
     # its first and last real (non-move) changes give its row images; a key with only moves is unchanged.
     rows = np.arange(n, dtype=np.int64)
-    is_move = pc.equal(table.column("_change"), ch.MOVE).to_numpy(zero_copy_only=False)
+    change = table.column("_change")
+    is_move = pc.equal(change, ch.MOVE).to_numpy(zero_copy_only=False)
     order = table.select(pks).append_column("_row", pa.array(rows))
-    order = order.append_column("_real", pa.array(rows, mask=is_move))
-    agg = order.group_by(pks).aggregate([("_row", "min"), ("_row", "max"), ("_real", "min"), ("_real", "max")])
-    first, last = agg.column("_row_min"), agg.column("_row_max")
-    first_real, last_real = agg.column("_real_min"), agg.column("_real_max")
-    absent_before = pc.equal(pc.take(table.column("_change"), first), ch.INSERT)
-    absent_after = pc.equal(pc.take(table.column("_change"), last), ch.DELETE)
+    aggregates = [("_row", "min"), ("_row", "max")]
+    if is_move.any():  # (compaction moved rows on this path)
+        order = order.append_column("_real", pa.array(rows, mask=is_move))
+        aggregates += [("_real", "min"), ("_real", "max")]
+    agg = order.group_by(pks).aggregate(aggregates)
+    first, last = (agg.column(c).to_numpy() for c in ("_row_min", "_row_max"))
+    if is_move.any():
+        first_real, last_real = (pc.fill_null(agg.column(c), -1).to_numpy() for c in ("_real_min", "_real_max"))
+    else:
+        first_real, last_real = first, last
+    absent_before = pc.equal(change, ch.INSERT).to_numpy(zero_copy_only=False)[first]
+    absent_after = pc.equal(change, ch.DELETE).to_numpy(zero_copy_only=False)[last]
     logged = pc.is_valid(pool).to_numpy(zero_copy_only=False)
-
-    def at(column: str, index: pa.ChunkedArray, absent: pa.ChunkedArray) -> pa.ChunkedArray:
-        values = pc.take(table.column(column), index)
-        return pc.if_else(absent, pa.scalar(None, values.type), values)
-
-    def ref(index: pa.ChunkedArray, offset: int, absent: pa.ChunkedArray) -> pa.Array:
-        refs = np.where(logged[offset : offset + n], rows + offset, -1)
-        picked = pc.take(pa.array(refs), index)  # null where the key had only moves
-        return pc.if_else(pc.or_(absent, pc.fill_null(pc.less(picked, 0), True)), pa.scalar(None, pa.int64()), picked)
-
+    # Null refs: read the row at its file and position instead (not logged, or only moved on this path).
+    from_unknown = absent_before | (first_real < 0) | ~logged[:n][first_real]
+    to_unknown = absent_after | (last_real < 0) | ~logged[n:][last_real]
+    before = table.select(["_old_file", "_old_pos"]).take(pa.array(first, mask=absent_before))
+    after = table.select(["_new_file", "_new_pos"]).take(pa.array(last, mask=absent_after))
     cols = [
         *(agg.column(k) for k in pks),
-        at("_old_file", first, absent_before),
-        at("_old_pos", first, absent_before),
-        at("_new_file", last, absent_after),
-        at("_new_pos", last, absent_after),
-        pc.is_null(first_real),
-        ref(first_real, 0, absent_before),
-        ref(last_real, n, absent_after),
+        *before.columns,
+        *after.columns,
+        pa.array(first_real < 0),
+        pa.array(first_real, mask=from_unknown),
+        pa.array(last_real + n, mask=to_unknown),
     ]
     return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pool
 

@@ -68,7 +68,8 @@ def iter_diff(
         part = net.slice(offset, batch_size)
         has_from = pc.is_valid(part.column(FROM_FILE)).to_numpy(zero_copy_only=False)
         has_to = pc.is_valid(part.column(TO_FILE)).to_numpy(zero_copy_only=False)
-        updated = part.take(np.flatnonzero(has_from & has_to))
+        both = has_from & has_to
+        updated = part if both.all() else part.take(np.flatnonzero(both))
         pre, post = _state(ctx, updated, _START, pool, columns), _state(ctx, updated, _END, pool, columns)
         # An update that rewrote a row with identical content is no change.
         changed = rows_differ(pre.select(compared), post.select(compared))
