@@ -219,9 +219,10 @@ def _gather(
     parts, order = [], []
     for i, path in enumerate(encoded.dictionary.to_pylist()):
         where = np.nonzero(idx == i)[0]
-        parts.append(read(str(path), pos[where]))
+        # Cast per file: rows one commit cached as it wrote them may differ from a Parquet read in nullability.
+        parts.append(read(str(path), pos[where]).cast(schema))
         order.append(where)
-    table = pa.concat_tables(parts).cast(schema)
+    table = pa.concat_tables(parts)
     inverse = np.argsort(np.concatenate(order), kind="stable")
     return table.take(pa.array(inverse))
 

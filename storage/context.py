@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import manifest as mf
-from .datafiles import Layout, WriteOptions, read_physical, read_positions, write_data_file
+from .datafiles import ROW_GROUPS, Layout, WriteOptions, read_physical, read_positions, write_data_file
 from .errors import CorruptDatasetError
 from .formats import (
     FORMAT_VERSION,
@@ -128,5 +128,8 @@ class DatasetContext:
         return read_positions(self.store, self.layout, path, positions, columns)
 
     def read_physical_at(self, path: str, positions: np.ndarray[Any, Any], physical: list[str]) -> pa.Table:
-        """Stored columns (record fields as addresses) at physical positions of one data file, in order."""
-        return read_physical(self.store, self.layout, path, positions, physical)
+        """Stored columns (record fields as addresses) at physical positions of one data file, in order.
+
+        Through the process's row group cache: the row images of successive commits read the same files.
+        """
+        return read_physical(self.store, self.layout, path, positions, physical, ROW_GROUPS)

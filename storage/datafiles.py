@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from . import stats
 from .formats import DATA_DIR, POS_COLUMN
 from .io import ObjectStore
+from .lru import ByteLRU
 from .records import ADDRESS_FIELDS, RECORD_FILE, RECORD_POS, RecordReader, decode_rows, write_records
 
 
@@ -143,6 +145,10 @@ def write_data_file(
     data = sink.getvalue()
     path = f"{DATA_DIR}/{uuid.uuid4().hex}.parquet"
     store.write_bytes(path, data)
+    if options.log_row_images and physical.num_rows <= options.row_group_size:
+        # Its commit reads these rows back for the new rows' images, and later commits for the old rows of
+        # keys they update again (a hot key lives in the newest file).
+        ROW_GROUPS.remember(store, path, physical)
     row: dict[str, Any] = {
         "path": path,
         "rows": table.num_rows,
@@ -156,24 +162,85 @@ def write_data_file(
     return row
 
 
+# Decoded row groups of data files for row images: each small commit's old rows are spread over the table's
+# large files, so without it every commit decodes nearly every row group of them again.
+ROW_GROUP_CACHE_BYTES = 256 << 20
+# (store, data file, row group, stored columns read)
+GroupKey = tuple[str, str, int, tuple[str, ...]]
+
+
+class RowGroupCache:
+    """Decoded row groups of data files within a byte budget, and the row group bounds of their files.
+
+    Data files are written once under fresh names, so an entry never goes stale. Groups larger than the
+    budget are not kept.
+    """
+
+    def __init__(self, limit: int = ROW_GROUP_CACHE_BYTES) -> None:
+        self.groups: ByteLRU[GroupKey, pa.Table] = ByteLRU(limit, lambda t: t.nbytes, keep_oversized=False)
+        # A read whose row groups are all cached opens no file; bounds are tiny next to the groups.
+        self.starts: ByteLRU[tuple[str, str], np.ndarray[Any, Any]] = ByteLRU(
+            max(limit >> 8, 1), lambda s: s.nbytes, keep_oversized=False
+        )
+
+    def remember(self, store: ObjectStore, path: str, physical: pa.Table) -> None:
+        """Keep a new one-row-group data file's stored rows as read_physical() would read them.
+
+        A copy: the input may be a slice of a larger table that the cache must not keep alive.
+        """
+        stored = physical.drop_columns([POS_COLUMN])
+        stored = stored.take(pa.array(np.arange(stored.num_rows, dtype=np.int64))).combine_chunks()
+        self.starts.put((store.uri, path), np.array([0, stored.num_rows], dtype=np.int64))
+        self.groups.put((store.uri, path, 0, tuple(stored.column_names)), stored)
+
+
+ROW_GROUPS = RowGroupCache()
+
+
 def read_physical(
-    store: ObjectStore, layout: Layout, path: str, positions: np.ndarray[Any, Any], physical: list[str]
+    store: ObjectStore,
+    layout: Layout,
+    path: str,
+    positions: np.ndarray[Any, Any],
+    physical: list[str],
+    cache: RowGroupCache | None = None,
 ) -> pa.Table:
     """Stored columns `physical` of the rows at the given positions of one data file, in the order given.
 
-    Only the row groups holding a wanted position are read.
+    Only the row groups holding a wanted position are read, and with `cache` only those it does not hold.
     """
-    fs, root = store.arrow_fs()
-    pf = pq.ParquetFile(f"{root}/{path}", filesystem=fs)
+
+    @functools.cache
+    def parquet() -> pq.ParquetFile:
+        fs, root = store.arrow_fs()
+        return pq.ParquetFile(f"{root}/{path}", filesystem=fs)
+
+    starts = None if cache is None else cache.starts.get((store.uri, path))
+    if starts is None:
+        meta = parquet().metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        if cache is not None:
+            cache.starts.put((store.uri, path), starts)
     wanted = np.asarray(positions, dtype=np.int64)
-    sizes = np.array([pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    if len(wanted) == 0:
+        return parquet().schema_arrow.empty_table().select(physical)
     group_of = np.searchsorted(starts, wanted, side="right") - 1
-    groups = np.unique(group_of)
-    table = pf.read_row_groups([int(g) for g in groups], columns=physical)
-    # Offset of each read group inside `table`: groups are read in ascending order and concatenated.
-    offset_in_table = np.concatenate([[0], np.cumsum(sizes[groups])])[np.searchsorted(groups, group_of)]
-    return table.take(pa.array(offset_in_table + wanted - starts[group_of]))
+    parts, where = [], []
+    # Group by group (a take from one chunk per column copies only the taken rows; a take across chunks
+    # costs several times more), then back to the order asked.
+    for g in np.unique(group_of).tolist():
+        key = (store.uri, path, g, tuple(physical))
+        group = None if cache is None else cache.groups.get(key)
+        if group is None:
+            group = parquet().read_row_group(g, columns=physical).select(physical).combine_chunks()
+            if cache is not None:
+                cache.groups.put(key, group)
+        at = np.nonzero(group_of == g)[0]
+        parts.append(group.take(pa.array(wanted[at] - starts[g])))
+        where.append(at)
+    table = pa.concat_tables(parts)
+    return table.take(pa.array(np.argsort(np.concatenate(where), kind="stable")))
 
 
 def read_positions(
