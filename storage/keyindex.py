@@ -5,6 +5,9 @@ stale: a process builds it the first time a write looks for keys in that file an
 bounded in bytes. Deletions live in deletion vectors, applied per snapshot, so one index serves every
 snapshot holding the file. Only one-column keys of integer-like types are indexed (numpy compares them
 exactly); other keys are located by a filtered scan, as before.
+
+A file whose keys come in a few ascending runs (a replace or compaction writes the survivors of each source
+file in turn) is indexed as those runs, searched one by one, rather than sorted.
 """
 
 from __future__ import annotations
@@ -29,18 +32,40 @@ MAX_BYTES = 256 << 20
 # the memory it takes (nor its first build: a sort of the file's keys).
 MAX_FILE_ROWS = 16_000_000
 SORT_ON_WRITE = 65_536
+# Up to this many ascending runs a file's keys are searched run by run (each lookup pays a search per run);
+# beyond, they are sorted once.
+MAX_RUNS = 8
 
 
 @dataclass(frozen=True)
 class _Index:
-    """A file's keys in ascending order, and the row position of each (None: the file is sorted by key)."""
+    """A file's keys as ascending runs starting at slots `starts`, and the row position of each slot.
+
+    With `order` None the slots are the row positions (the keys in file order, a few runs); otherwise the keys
+    are sorted (one run) and `order` maps each slot to its row.
+    """
 
     keys: npt.NDArray[Any]
     order: npt.NDArray[np.int64] | None
+    starts: npt.NDArray[np.int64]
 
     @property
     def nbytes(self) -> int:
-        return int(self.keys.nbytes + (0 if self.order is None else self.order.nbytes))
+        return int(self.keys.nbytes + self.starts.nbytes + (0 if self.order is None else self.order.nbytes))
+
+
+def _runs(keys: npt.NDArray[Any]) -> _Index | None:
+    """The index of a file's keys (in row order) as their ascending runs; None if there are too many runs."""
+    descents = np.flatnonzero(keys[1:] < keys[:-1]) + 1
+    if len(descents) >= MAX_RUNS:
+        return None
+    return _Index(keys, None, np.concatenate(([0], descents)).astype(np.int64))
+
+
+def _sorted(keys: npt.NDArray[Any]) -> _Index:
+    """The index of a file's keys (in row order) as one sorted run."""
+    order = np.argsort(keys, kind="stable").astype(np.int64)
+    return _Index(keys[order], order, np.zeros(1, np.int64))
 
 
 def new_cache(limit: int = MAX_BYTES) -> ByteLRU[tuple[str, str], _Index]:
@@ -78,28 +103,26 @@ def _build(snap: SnapshotFiles, path: str, name: str) -> _Index:
             f"{snap.store.uri}/{path}: data file is unreadable ({exc}); run ds.validate()"
         ) from exc
     keys = _numbers(column)
-    if len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1])):  # ingests are usually in key order: no sort
-        return _Index(keys, None)
-    order = np.argsort(keys, kind="stable").astype(np.int64)
-    return _Index(keys[order], order)
+    return _runs(keys) or _sorted(keys)
 
 
 def remember(store_uri: str, path: str, keys: pa.Table) -> None:
     """Index a data file from the keys just written to it (in row order), sparing the next write a read of it.
 
-    Files in key order (as most ingests are) cost a pass over their keys; others only up to SORT_ON_WRITE
-    rows, as sorting a large file's keys would slow its write for lookups that may never come.
+    Files whose keys come in a few ascending runs (as most ingests and replaces write them) cost a pass over
+    their keys; others only up to SORT_ON_WRITE rows, as sorting a large file's keys would slow its write for
+    lookups that may never come.
     """
     if keys.num_columns != 1 or not indexable(keys.schema.field(0)) or keys.column(0).null_count:
         return
     if keys.num_rows > MAX_FILE_ROWS:
         return
     values = _numbers(keys.column(0))
-    if len(values) < 2 or bool(np.all(values[1:] >= values[:-1])):
-        _CACHE.put((store_uri, path), _Index(values, None))
-    elif len(values) <= SORT_ON_WRITE:
-        order = np.argsort(values, kind="stable").astype(np.int64)
-        _CACHE.put((store_uri, path), _Index(values[order], order))
+    index = _runs(values)
+    if index is None and len(values) <= SORT_ON_WRITE:
+        index = _sorted(values)
+    if index is not None:
+        _CACHE.put((store_uri, path), index)
 
 
 def _index(snap: SnapshotFiles, path: str, name: str) -> _Index:
@@ -113,15 +136,34 @@ def _index(snap: SnapshotFiles, path: str, name: str) -> _Index:
 
 def _hits(index: _Index, wanted: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(index into `wanted`, row position) of every row whose key is among `wanted` (sorted, distinct)."""
-    left = np.searchsorted(index.keys, wanted, side="left")
-    right = np.searchsorted(index.keys, wanted, side="right")
-    counts = right - left
-    which = np.repeat(np.arange(len(wanted), dtype=np.int64), counts)
-    # Slots left[k], left[k]+1, ... right[k]-1 for each wanted key k (more than one only in a damaged file).
-    starts = np.repeat(left - (np.cumsum(counts) - counts), counts)
-    slots = starts + np.arange(len(which), dtype=np.int64)
+    ends = [*index.starts[1:].tolist(), len(index.keys)]
+    found = [_run_hits(index.keys[s:e], wanted, s) for s, e in zip(index.starts.tolist(), ends, strict=True)]
+    which = np.concatenate([w for w, _ in found])
+    slots = np.concatenate([s for _, s in found])
     rows = slots if index.order is None else index.order[slots]
     return which, rows.astype(np.int64, copy=False)
+
+
+def _run_hits(
+    run: npt.NDArray[Any], wanted: npt.NDArray[Any], offset: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(index into `wanted`, slot) of every key of one ascending run among `wanted`."""
+    if len(run) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    # Only the wanted keys within the run's range (runs of a compacted file often cover disjoint ranges).
+    lo = int(np.searchsorted(wanted, run[0], side="left"))
+    part = wanted[lo : int(np.searchsorted(wanted, run[-1], side="right"))]
+    left = np.searchsorted(run, part, side="left")
+    within = np.flatnonzero(run[np.minimum(left, len(run) - 1)] == part)
+    first, hit = left[within], within + lo
+    following = np.minimum(first + 1, len(run) - 1)
+    if not np.any((following > first) & (run[following] == wanted[hit])):
+        return hit, first + offset  # each key once, as in every sound file
+    # Slots first[k], first[k]+1, ... for each wanted key k found more than once (only in a damaged file).
+    counts = np.searchsorted(run, wanted[hit], side="right") - first
+    which = np.repeat(hit, counts)
+    starts = np.repeat(first - (np.cumsum(counts) - counts), counts)
+    return which, starts + np.arange(len(which), dtype=np.int64) + offset
 
 
 def _distinct_sorted(values: npt.NDArray[Any]) -> npt.NDArray[Any]:

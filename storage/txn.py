@@ -7,11 +7,12 @@ compaction) are prepared again.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -297,9 +298,22 @@ def store_all(store: ObjectStore, files: dict[str, bytes]) -> None:
         for path, data in files.items():
             store.write_bytes(path, data)
         return
-    with ThreadPoolExecutor(max_workers=min(len(files), 8)) as pool:
-        for done in [pool.submit(store.write_bytes, path, data) for path, data in files.items()]:
-            done.result()
+    futures = [_POOL.submit(store.write_bytes, path, data) for path, data in files.items()]
+    wait(futures)  # every write settled before a failure is raised: the caller then deletes what was written
+    for done in futures:
+        done.result()
+
+
+# Writer threads kept for the process: starting them per commit took longer than a small commit's writes.
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lh-store")
+
+
+def _new_pool() -> None:
+    global _POOL
+    _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lh-store")  # a forked child has no threads
+
+
+os.register_at_fork(after_in_child=_new_pool)
 
 
 def _discard(ctx: DatasetContext, prep: Prepared) -> None:

@@ -48,10 +48,20 @@ def _nulls(n: int, typ: pa.DataType) -> pa.Array:
     return pa.nulls(n, typ)
 
 
+def _with_hits(rows: pa.Table, hits: pa.Table, names: list[str]) -> pa.Table:
+    """`rows` (distinct keys) with the location of their key among `hits`, null where none: a left outer join."""
+    if len(names) == 1:
+        at = pc.index_in(rows.column(names[0]), value_set=hits.column(names[0]).combine_chunks())
+        if rows.num_rows - at.null_count == hits.num_rows:  # no key lives twice (else the join lists both)
+            found = hits.select([FILE_COLUMN, POS_COLUMN]).take(at)
+            return pa.Table.from_arrays([*rows.columns, *found.columns], [*rows.column_names, *found.column_names])
+    return rows.join(hits, keys=names, join_type="left outer")
+
+
 def _row_changes(keys: pa.Table, hits: pa.Table, new_file: str) -> pa.Table:
     names = keys.column_names
     with_pos = keys.append_column("_new_pos", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
-    joined = with_pos.join(hits, keys=names, join_type="left outer")
+    joined = _with_hits(with_pos, hits, names)
     is_update = pc.is_valid(joined.column(FILE_COLUMN))
     parts = []
     for kind, mask in ((ch.UPDATE, is_update), (ch.INSERT, pc.invert(is_update))):
@@ -82,11 +92,20 @@ def _delete_changes(ctx: DatasetContext, hits: pa.Table) -> pa.Table:
     )
 
 
+def _among(rows: pa.Table, keys: pa.Table, names: list[str], keep: bool) -> pa.Table:
+    """Rows of `rows` whose `names` columns are (keep) or are not (not keep) among the rows of `keys`."""
+    if len(names) > 1:
+        return rows.join(keys.select(names), keys=names, join_type="left semi" if keep else "left anti")
+    # One key column: a hash set lookup, without the start-up cost of a join.
+    hit = pc.is_in(rows.column(names[0]), value_set=keys.column(names[0]).combine_chunks())
+    return rows.filter(hit if keep else pc.invert(hit))
+
+
 def _minus(keys: pa.Table, seen: list[pa.Table], names: list[str]) -> pa.Table:
     """Rows of `keys` whose `names` columns are not among the `seen` key tables."""
     if not seen or keys.num_rows == 0:
         return keys
-    return keys.join(pa.concat_tables(seen).select(names), keys=names, join_type="left anti")
+    return _among(keys, pa.concat_tables(seen), names, keep=False)
 
 
 def _locate_among(snap: SnapshotFiles, keys: pa.Table, deleting: pa.Table | None, found: pa.Table | None) -> pa.Table:
@@ -94,8 +113,8 @@ def _locate_among(snap: SnapshotFiles, keys: pa.Table, deleting: pa.Table | None
     if deleting is None or found is None:
         return keyindex.locate(snap, keys)
     names = keys.column_names
-    rest = keys.join(deleting, keys=names, join_type="left anti")
-    hits = found.join(keys, keys=names, join_type="left semi")
+    rest = _among(keys, deleting, names, keep=False)
+    hits = _among(found, keys, names, keep=True)
     return pa.concat_tables([hits, keyindex.locate(snap, rest)]) if rest.num_rows else hits
 
 
@@ -314,6 +333,7 @@ def prepare_replace(ctx: DatasetContext, base: LogEntry, data: Any) -> Prepared:
         for chunk in rechunk(_conformed(ctx, data), options.max_rows_per_file, options.max_bytes_per_file):
             row = ctx.write_data(chunk)
             prep.written.append(row["path"])
+            keyindex.remember(ctx.store.uri, row["path"], chunk.select(pks))
             faults.checkpoint("write.after_data_file")
             added.append(row)
             n = chunk.num_rows

@@ -1,7 +1,9 @@
 """A refresh lease: put-if-absent of a lock object, so one refresh of a view runs at a time.
 
 The holder renews the lease from a heartbeat thread while it works, so a long refresh keeps it with a short
-TTL, and a refresher that died (or hangs without its heartbeat) loses it once the TTL passes.
+TTL, and a refresher that died (or hangs without its heartbeat) loses it once the TTL passes. One heartbeat
+thread per process serves every lease it holds: starting a thread per refresh would cost a small refresh
+more than its reads.
 """
 
 from __future__ import annotations
@@ -45,6 +47,53 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _Heartbeat:
+    """The process's heartbeat thread: renews each registered lease a quarter of its TTL after the last time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[RefreshLease, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, lease: RefreshLease) -> None:
+        with self._cond:
+            self._due[lease] = time.monotonic() + lease.interval
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def remove(self, lease: RefreshLease) -> None:
+        with self._cond:
+            self._due.pop(lease, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [lease for lease, at in self._due.items() if at <= now]
+                if not due:
+                    self._cond.wait(min(self._due.values(), default=now + 3600.0) - now)
+                    continue
+                for lease in due:
+                    self._due[lease] = now + lease.interval
+            for lease in due:
+                if not lease.beat():
+                    self.remove(lease)
+
+
+_HEARTBEAT = _Heartbeat()
+
+
+def _after_fork() -> None:
+    # A forked child has no heartbeat thread (and the parent's may have held the lock): start afresh.
+    global _HEARTBEAT
+    _HEARTBEAT = _Heartbeat()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class RefreshLease:
     """Held while a refresh runs; a crashed holder's lease is taken over once it expires or its process died."""
 
@@ -53,9 +102,15 @@ class RefreshLease:
         self._name = name
         self._ttl = DEFAULT_TTL_SECONDS if ttl_seconds is None else ttl_seconds
         self._token = uuid.uuid4().hex
-        self._stop = threading.Event()
         self._lost: str | None = None
-        self._heartbeat: threading.Thread | None = None
+        # Held while renewing: a release waits for a renewal under way, so none rewrites the lock after it.
+        self._renewing = threading.Lock()
+        self._released = False
+
+    @property
+    def interval(self) -> float:
+        """Seconds between renewals."""
+        return self._ttl / 4
 
     def _body(self) -> bytes:
         return json.dumps(
@@ -83,8 +138,7 @@ class RefreshLease:
 
     def __enter__(self) -> RefreshLease:
         if self._acquire() or (self._stale() and self._take_over()):
-            self._heartbeat = threading.Thread(target=self._beat, name=f"lease:{self._name}", daemon=True)
-            self._heartbeat.start()
+            _HEARTBEAT.add(self)
             return self
         raise RefreshInProgressError(
             f"view {self._name!r} is being refreshed by another process ({self._store.uri}/{LOCK_FILE}); "
@@ -106,12 +160,16 @@ class RefreshLease:
             return
         self._store.write_bytes(LOCK_FILE, self._body())
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self._ttl / 4) and self._lost is None:
+    def beat(self) -> bool:
+        """Renew from the heartbeat; False once there is nothing more to renew (released or lost)."""
+        with self._renewing:
+            if self._released or self._lost is not None:
+                return False
             try:
                 self.renew()
             except Exception:  # retried at the next beat: only the expiry takes the lease away
-                continue
+                return True
+            return self._lost is None
 
     def check(self) -> None:
         """Raise LeaseLostError if another process took the lease over (call right before committing)."""
@@ -123,9 +181,9 @@ class RefreshLease:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
+        with self._renewing:
+            self._released = True
+        _HEARTBEAT.remove(self)
         _HELD.discard(self._token)  # from here on, a lock left behind by this lease counts as stale
         try:
             held = json.loads(self._store.read_bytes(LOCK_FILE))

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -610,6 +611,19 @@ def test_lease_lost_to_another_refresher_is_not_committed(catalog: Catalog, cata
         with pytest.raises(lease.LeaseLostError, match="lost its lease"):
             held.check()
     assert (catalog_root / "mv" / LEASE_FILE).exists()  # not ours: left alone
+
+
+def test_leases_share_one_heartbeat_that_stops_renewing_at_release(catalog: Catalog, catalog_root: Path) -> None:
+    lock = catalog_root / "mv" / LEASE_FILE
+    for _ in range(3):  # one after another, as refreshes come: the same thread renews each
+        with lease.RefreshLease(catalog._store.child("mv"), "mv", ttl_seconds=0.2):
+            first = json.loads(lock.read_text())["expires"]
+            time.sleep(0.3)  # past the first expiry: only renewals keep the lease
+            assert json.loads(lock.read_text())["expires"] > max(first, time.time())
+        assert not lock.exists()
+        time.sleep(0.1)  # a renewal after the release would write the lock again
+        assert not lock.exists()
+    assert [t.name for t in threading.enumerate()].count("lease-heartbeat") == 1
 
 
 def wait_for(path: Path, child: Any, seconds: float = 60.0) -> None:

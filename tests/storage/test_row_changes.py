@@ -1,0 +1,45 @@
+"""The change rows of an upsert chunk: which keys update a located row and which are inserts."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from storage import writes
+from storage.formats import POS_COLUMN
+from storage.scan import FILE_COLUMN
+
+
+def _hits(keys: list[int], files: list[str], positions: list[int]) -> pa.Table:
+    return pa.table({"k": pa.array(keys, pa.int64()), POS_COLUMN: positions, FILE_COLUMN: files})
+
+
+def _rows(changes: pa.Table) -> list[tuple[object, ...]]:
+    names = ["k", "_change", "_old_file", "_old_pos", "_new_file", "_new_pos"]
+    return sorted(zip(*(changes.column(n).to_pylist() for n in names), strict=True), key=str)
+
+
+@pytest.mark.parametrize(
+    "hits",
+    [
+        _hits([7, 3], ["a", "b"], [4, 0]),
+        _hits([], [], []),
+        _hits([3, 9, 3], ["a", "a", "b"], [1, 2, 5]),  # key 3 lives twice (a damaged dataset): both are listed
+    ],
+    ids=["located", "none", "twice"],
+)
+def test_row_changes_list_each_located_row_as_an_update(hits: pa.Table) -> None:
+    keys = pa.table({"k": pa.array([3, 5, 7, 9], pa.int64())})
+    got = _rows(writes._row_changes(keys, hits, "new"))
+    new_pos = {3: 0, 5: 1, 7: 2, 9: 3}
+    located = list(
+        zip(
+            hits.column("k").to_pylist(),
+            hits.column(FILE_COLUMN).to_pylist(),
+            hits.column(POS_COLUMN).to_pylist(),
+            strict=True,
+        )
+    )
+    want = [(k, "update", f, p, "new", new_pos[k]) for k, f, p in located]
+    want += [(k, "insert", None, None, "new", new_pos[k]) for k in new_pos if k not in {h[0] for h in located}]
+    assert got == sorted(want, key=str)
