@@ -112,6 +112,34 @@ def load(store: ObjectStore, path: str) -> pa.Table:
         raise CorruptDatasetError(f"{store_uri}/{path}: change log is unreadable ({exc})") from exc
 
 
+def image_at(store: ObjectStore, path: str, log: pa.Table, name: str, row: int) -> pa.Array | None:
+    """The row image `name` (PRE or POST) of one row of a change log, as a one-row struct array, or None when
+    the log did not record it; `log` is the log as read() returns it (its chunks are the file's batches).
+
+    Only that image column of the batch holding the row is read: a large commit's images are large.
+    """
+    if path.endswith(".parquet"):  # logs of older commits record no images
+        return None
+    fs, root = store.arrow_fs()
+    try:
+        with fs.open_input_file(f"{root}/{path}") as source:
+            index = ipc.open_file(source).schema.get_field_index(name)
+            if index < 0:
+                return None
+            reader = ipc.open_file(source, options=ipc.IpcReadOptions(included_fields=[index]))
+            lengths = np.cumsum([0, *(len(c) for c in log.column(0).chunks)])
+            batch = int(np.searchsorted(lengths, row, side="right")) - 1
+            if reader.num_record_batches != len(lengths) - 1:  # not laid out as read() saw it: read it all
+                image = reader.read_all().column(0).combine_chunks().slice(row, 1)
+            else:
+                image = reader.get_batch(batch).column(0).slice(row - int(lengths[batch]), 1)
+    except FileNotFoundError as exc:
+        raise CorruptDatasetError(f"{store.uri}/{path}: change log is missing; run ds.validate()") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorruptDatasetError(f"{store.uri}/{path}: change log is unreadable ({exc})") from exc
+    return None if image.null_count else image
+
+
 def load_all(store: ObjectStore, paths: Sequence[str]) -> list[pa.Table]:
     """load() of many change tables; from an object store side by side (a diff over many commits opens each
     of them, and parallel gets take about as long as one). Local files are read in turn: each takes well

@@ -18,7 +18,7 @@ from .changeset import (
     TO_POS,
     TO_REF,
     net_images,
-    rows_at,
+    pool_type,
     rows_known,
 )
 from .context import DatasetContext
@@ -103,9 +103,12 @@ def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
 
 
 def history(ctx: DatasetContext, head: LogEntry, key: Any, columns: list[str]) -> pa.Table:
-    """Every state of one row along `head`'s first-parent history, newest first."""
-    pks = ctx.meta.primary_keys
-    wanted = key_table([key], ctx.meta.schema, pks)
+    """Every state of one row along `head`'s first-parent history, newest first.
+
+    Each commit's change log says whether it touched the key; the key's row at that commit comes from the
+    log's row image when it recorded one, else from the data file that held it.
+    """
+    wanted = key_table([key], ctx.meta.schema, ctx.meta.primary_keys)
     meta_fields = [
         pa.field("_snapshot_id", pa.int64()),
         pa.field("_committed_at", pa.timestamp("us", tz="UTC")),
@@ -114,39 +117,67 @@ def history(ctx: DatasetContext, head: LogEntry, key: Any, columns: list[str]) -
         pa.field("_properties", pa.string()),
     ]
     schema = pa.schema([*meta_fields, *(ctx.meta.schema.field(c) for c in columns)])
-    meta_rows: list[dict[str, Any]] = []
-    files: list[str] = []
-    positions: list[int] = []
+    hits: list[tuple[LogEntry, str, pa.Table, int]] = []  # entry, change type, its change log, the key's row
     for entry in ctx.log.chain(head):
         if not entry.changes:
             continue
-        changes = ch.read(ctx.store, entry.changes)
-        hit = changes.filter(_all([pc.equal(changes.column(k), wanted.column(k)[0]) for k in pks]))
-        if hit.num_rows == 0 or hit.column("_change")[0].as_py() == ch.MOVE:
+        log = ch.read(ctx.store, entry.changes)
+        row = _key_row(log, wanted)
+        if row < 0:
             continue
-        kind = hit.column("_change")[0].as_py()
-        where = "_old" if kind == ch.DELETE else "_new"
-        files.append(hit.column(f"{where}_file")[0].as_py())
-        positions.append(hit.column(f"{where}_pos")[0].as_py())
-        meta_rows.append(
-            {
-                "_snapshot_id": entry.snapshot_id,
-                "_committed_at": entry.created_at,
-                CHANGE_TYPE: kind,
-                "_message": entry.message,
-                "_properties": encode_json(entry.properties).decode(),
-            }
-        )
-    if not meta_rows:
+        kind = log.column("_change")[row].as_py()
+        if kind != ch.MOVE:
+            hits.append((entry, kind, log, row))
+    if not hits:
         return schema.empty_table()
-    rows = rows_at(ctx, pa.array(files, pa.string()), pa.array(positions, pa.int64()), columns)
-    meta = pa.Table.from_pylist(meta_rows, schema=pa.schema(meta_fields))
-    return pa.Table.from_arrays([*meta.columns, *rows.columns], schema=schema)
+    rows = _states(ctx, hits, columns)
+    meta = [
+        pa.array([e.snapshot_id for e, *_ in hits], pa.int64()),
+        pa.array([e.created_at for e, *_ in hits], meta_fields[1].type),
+        pa.array([kind for _e, kind, *_ in hits], pa.string()),
+        pa.array([e.message for e, *_ in hits], pa.string()),
+        pa.array([encode_json(e.properties).decode() for e, *_ in hits], pa.string()),
+    ]
+    return pa.Table.from_arrays([*meta, *rows.columns], schema=schema)
 
 
-def _all(masks: list[pa.ChunkedArray]) -> pa.ChunkedArray:
-    """Element-wise AND of boolean columns."""
-    out = masks[0]
-    for m in masks[1:]:
-        out = pc.and_(out, m)
-    return out
+def _key_row(log: pa.Table, wanted: pa.Table) -> int:
+    """The first row of a change log about the one key in `wanted`, or -1."""
+    names = wanted.column_names
+    if len(names) == 1:  # the common case: one search, no mask
+        return int(pc.index(log.column(names[0]), wanted.column(names[0])[0]).as_py())
+    mask = pc.equal(log.column(names[0]), wanted.column(names[0])[0])
+    for name in names[1:]:
+        mask = pc.and_(mask, pc.equal(log.column(name), wanted.column(name)[0]))
+    return int(pc.index(mask, True).as_py())
+
+
+def _states(ctx: DatasetContext, hits: list[tuple[LogEntry, str, pa.Table, int]], columns: list[str]) -> pa.Table:
+    """The key's row at each hit (newest first): a delete shows the row as it was, other changes the row they
+    wrote. It comes from the hit's own row image, else from the next change's image of the row it replaced
+    (the same stored row: a bulk load logs no new rows, the update after it logs the old one), else from
+    the data file."""
+    image_type = pool_type(ctx)
+    logged = ctx.meta.options.log_row_images  # else no log has images: none is opened to look
+    files: list[str] = []
+    positions: list[int] = []
+    refs: list[int | None] = []  # index into `images`, None: read the row from its data file
+    images: list[pa.Array] = []
+    for i, (entry, kind, log, row) in enumerate(hits):
+        where, name = ("_old", ch.PRE) if kind == ch.DELETE else ("_new", ch.POST)
+        file, pos = log.column(f"{where}_file")[row].as_py(), log.column(f"{where}_pos")[row].as_py()
+        image = ch.image_at(ctx.store, str(entry.changes), log, name, row) if logged else None
+        if logged and image is None and kind != ch.DELETE and i > 0:
+            newer, _kind, newer_log, newer_row = hits[i - 1]
+            replaced = newer_log.column("_old_file")[newer_row].as_py(), newer_log.column("_old_pos")[newer_row].as_py()
+            if replaced == (file, pos):  # the very row this hit wrote, not moved by a compaction since
+                image = ch.image_at(ctx.store, str(newer.changes), newer_log, ch.PRE, newer_row)
+        files.append(file)
+        positions.append(pos)
+        refs.append(len(images) if image is not None else None)
+        if image is not None:
+            images.append(image if image.type.equals(image_type) else image.cast(image_type))
+    pool = pa.concat_arrays(images) if images else pa.array([], image_type)
+    return rows_known(
+        ctx, pa.array(files, pa.string()), pa.array(positions, pa.int64()), pa.array(refs, pa.int64()), pool, columns
+    )

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from _disk import files_under
-from _model import SINGLE_KEY, MakeDataset, Row
+from _model import COMPOSITE_KEY, SINGLE_KEY, MakeDataset, Row
 
 import storage.context
 import storage.io.local
-from storage import Catalog, Dataset
+from storage import Catalog, Dataset, WriteOptions, changes
 from storage.datafiles import read_positions
 from storage.io.local import LocalStore
 from storage.row_images import MAX_LOGGED_NEW_ROWS
@@ -136,10 +136,14 @@ def test_history_of_a_key_edited_50_times_in_200_commits(
     ]
     assert states(history) == expected
     assert history.column("_committed_at").to_pylist() == [created[sid] for sid, *_ in expected]
-    # Only change logs (and log entries) were read as objects, and rows only from the files that held KEY.
+    # Only change logs (and log entries) were read as objects, and rows only from the files that held KEY;
+    # with row images, none: each state is the image its commit logged.
     assert {p.split("/", 1)[0] for p in read_spy["bytes"]} <= {"_log", "changes"}
-    assert set(read_spy["positions"]) == held
-    assert len(read_spy["positions"]) <= len(held) < len(data_files)
+    if log_row_images:
+        assert read_spy["positions"] == []
+    else:
+        assert set(read_spy["positions"]) == held
+        assert len(read_spy["positions"]) <= len(held) < len(data_files)
 
     assert ds.history(KEY, columns=["label"]).column_names[-1:] == ["label"]
     assert ds.history(99_999).num_rows == 0, "a key that never existed has no history"
@@ -196,3 +200,75 @@ def test_history_and_diff_across_a_bulk_load(make_dataset: MakeDataset, log_row_
         ("update_postimage", 1, "b"),
     ]
     assert ds.history(10).column("label").to_pylist() == ["b", "bulk"]
+
+
+def _bulk(ds: Dataset) -> int:
+    """Append a load too large to log its new rows (keys 0..n-1, label "bulk"); returns n."""
+    n = MAX_LOGGED_NEW_ROWS + 1
+    ds.append(pa.table({"id": np.arange(n), "label": ["bulk"] * n, "score": np.zeros(n, np.int64)}))
+    return n
+
+
+def test_history_takes_every_state_from_row_images(make_dataset: MakeDataset, read_spy: dict[str, list[str]]) -> None:
+    ds = make_dataset(log_row_images=True)
+    n = _bulk(ds)
+    ds.upsert(LAYOUT.table([row(5, "b", 1), row(n + 1, "new", 2)]))  # an update and an insert in one log
+    ds.delete(keys=[5])
+    read_spy["positions"].clear()
+
+    history = ds.history(5)
+    assert history.column("_change_type").to_pylist() == ["delete", "update", "insert"]
+    # The load logged no image of its rows: the update's image of the row it replaced is that row.
+    assert history.column("label").to_pylist() == ["b", "b", "bulk"]
+    assert history.column("score").to_pylist() == [1, 1, 0]
+    assert ds.history(n + 1).select(["id", "label", "score"]).to_pylist() == [{"id": n + 1, "label": "new", "score": 2}]
+    assert read_spy["positions"] == [], "no data file was read"
+
+
+def test_history_reads_the_file_of_a_state_no_image_holds(
+    make_dataset: MakeDataset, read_spy: dict[str, list[str]]
+) -> None:
+    ds = make_dataset(log_row_images=True)
+    n = _bulk(ds)
+    loaded = ds.manifest().column("path").to_pylist()
+    ds.delete(keys=list(range(100, n)))
+    assert ds.compact().operation == "compact"  # moves key 5: the update's image is of the moved row
+    ds.upsert(LAYOUT.table([row(5, "b")]))
+    read_spy["positions"].clear()
+
+    assert ds.history(5).column("label").to_pylist() == ["b", "bulk"]
+    assert read_spy["positions"] == loaded, "the load's row comes from the file it wrote"
+
+
+def test_history_of_a_composite_key_on_s3_from_row_images(moto_s3: Any) -> None:
+    layout = COMPOSITE_KEY
+    cat = Catalog(f"s3://{moto_s3.new_bucket()}/cat", **moto_s3.options)
+    ds = cat.create_dataset("ds", layout.schema, list(layout.primary_keys), options=WriteOptions(log_row_images=True))
+    first = ds.append(layout.table([layout.row((s, i), "a", i) for s in ("x", "y") for i in range(3)])).id
+    edit = ds.upsert(layout.table([layout.row(("y", 1), "b", 7), layout.row(("x", 9), "new", 0)])).id
+    gone = ds.delete(keys=[("y", 1)]).id
+    ds.upsert(layout.table([layout.row(("x", 1), "other", 0)]))  # the same id in another shard
+
+    history = Catalog(cat.uri, **moto_s3.options).dataset("ds").history(("y", 1))
+    assert history.column("_snapshot_id").to_pylist() == [gone, edit, first]
+    assert history.select(["shard", "id", "label", "score"]).to_pylist() == [
+        layout.row(("y", 1), "b", 7),
+        layout.row(("y", 1), "b", 7),
+        layout.row(("y", 1), "a", 1),
+    ]
+
+
+def test_image_at_reads_the_image_of_any_row_of_a_log_of_several_batches(make_dataset: MakeDataset) -> None:
+    ds = make_dataset(log_row_images=True)
+    ds.append(LAYOUT.table([row(k, "a", k) for k in range(6)]))
+    ds.upsert(LAYOUT.table([row(k, "b", k) for k in (1, 4, 8, 9)]))  # updates and inserts
+    ctx = ds._ctx
+    path = str(ctx.log.get(ds.snapshot().id).changes)
+    log, full = changes.read(ctx.store, path), changes.load(ctx.store, path)
+    assert log.column(0).num_chunks > 1, "the log this test needs: one batch per kind of change"
+    for layout in (log, log.combine_chunks()):  # laid out as in the file, or not (then read whole)
+        for i in range(full.num_rows):
+            for name in changes.IMAGES:
+                image = changes.image_at(ctx.store, path, layout, name, i)
+                want = full.column(name)[i]
+                assert (None if image is None else image.to_pylist()) == ([want.as_py()] if want.is_valid else None)

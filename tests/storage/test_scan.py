@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+import storage.scan
 from storage import Catalog, Dataset, WriteOptions
 from storage.scan import filter_columns
 
@@ -97,3 +98,26 @@ def test_filter_columns_are_the_ones_an_expression_reads() -> None:
 def test_positions_of_hits_skip_deleted_rows(wide: Dataset) -> None:
     got = wide.read_all(filter=CLUSTERED, columns=["id"]).column("id").to_numpy()
     assert np.array_equal(got, np.array([i for i in range(3_500, 3_520) if i not in (3_501, 3_502)]))
+
+
+@pytest.mark.parametrize("thread_rows", [0, storage.scan.DV_THREAD_ROWS], ids=["threads", "in_place"])
+def test_unfiltered_reads_drop_the_deleted_rows_of_every_batch_in_file_order(
+    wide: Dataset, monkeypatch: pytest.MonkeyPatch, thread_rows: int
+) -> None:
+    # Deletions in every row group of both files: every batch is copied without its deleted rows (on threads
+    # or in place), and the batches still come in file order, each column aligned with the others.
+    monkeypatch.setattr(storage.scan, "DV_THREAD_ROWS", thread_rows)
+    deleted = set(range(0, ROWS, 37)) | {3_501, 3_502, 7_000}
+    wide.delete(keys=sorted(deleted))
+    live = [i for i in range(ROWS) if i not in deleted]
+    batches = list(wide.read(columns=["id", "g"], batch_size=300))
+    assert len(batches) > 2 * ROWS // GROUP and all(b.num_rows <= 300 for b in batches)
+    table = pa.Table.from_batches(batches)
+    assert table.column("id").to_pylist() == live
+    assert table.column("g").to_pylist() == [f"g{i % 7}" for i in live]
+    assert wide.read_all(columns=["id"]).column("id").to_pylist() == live
+    assert wide.read_all(filter=pc.field("g") == "g3", columns=["id"]).column("id").to_pylist() == [
+        i for i in live if i % 7 == 3
+    ]
+    first = next(iter(wide.read(columns=["id"], batch_size=100)))  # a scan left unfinished
+    assert first.column("id").to_pylist() == live[: first.num_rows]
