@@ -547,7 +547,8 @@ class Dataset:
     def history(self, key: Any, columns: Sequence[str] | None = None) -> pa.Table:
         """Every state of one row on this branch, newest first: `_snapshot_id`, `_committed_at`,
         `_change_type` (insert/update/delete; a delete shows the row as it was), `_message`, `_properties`
-        and the row's columns. Reads only change logs and the data files that held the key."""
+        and the row's columns. Reads only change logs and the data files that held the key (none for states
+        the change logs hold as row images, see WriteOptions.log_row_images)."""
         head = versions.resolve(self._ctx, self._branch, None)  # refreshes the log first
         return history.history(self._ctx, head, key, self._columns(columns))
 
