@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,62 @@ from .errors import SourceFormatError
 def escape_token(token: str | int) -> str:
     """A JSON pointer reference token (RFC 6901): `~` and `/` escaped."""
     return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def preview(value: Any, limit: int = 80) -> str:
+    """`value` as JSON text of at most `limit` characters (cut ones end in "...").
+
+    Only what is shown is rendered, without recursion: a wrong value may be huge, or nested deeper than
+    the JSON encoder can recurse (it raised RecursionError on a 950-level list, instead of this error).
+    """
+    text, size = [], 0
+    for piece in _pieces(value, limit):
+        text.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    shown = "".join(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+class _Text(str):
+    """Punctuation between the values _pieces() renders."""
+
+
+def _pieces(value: Any, limit: int) -> Iterator[str]:
+    stack: list[Iterator[Any]] = [iter([value])]
+    while stack:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+        elif isinstance(item, _Text):
+            yield item
+        elif isinstance(item, dict):
+            stack.append(_members(item))
+        elif isinstance(item, list):
+            stack.append(_items(item))
+        else:  # a scalar: a long string is cut before it is encoded
+            yield json.dumps(item[: limit + 1] if isinstance(item, str) else item, ensure_ascii=False, default=str)
+
+
+_DONE = object()
+
+
+def _members(obj: dict[Any, Any]) -> Iterator[Any]:
+    yield _Text("{")
+    for i, (key, value) in enumerate(obj.items()):
+        yield _Text((", " if i else "") + json.dumps(str(key)[:80], ensure_ascii=False) + ": ")
+        yield value
+    yield _Text("}")
+
+
+def _items(items: list[Any]) -> Iterator[Any]:
+    yield _Text("[")
+    for i, value in enumerate(items):
+        if i:
+            yield _Text(", ")
+        yield value
+    yield _Text("]")
 
 
 @dataclass(frozen=True)
@@ -42,9 +99,7 @@ class Node:
         return SourceFormatError(f"{self.where}: at {at}: {problem}")
 
     def expect(self, what: str) -> SourceFormatError:
-        shown = json.dumps(self.value, ensure_ascii=False, default=str)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        return self.error(f"expected {what}, got {shown}; fix the value or re-export")
+        return self.error(f"expected {what}, got {preview(self.value)}; fix the value or re-export")
 
     def child(self, key: str | int) -> Node:
         """The member `key` of this object (or item `key` of this array); missing reads as null."""

@@ -178,8 +178,11 @@ class Tally:
                 raise AssertionError(f"{type(exc).__name__} without a message") from exc
             self.raised += 1
             return None
-        except BaseException:
+        except BaseException as exc:
             self.crashes += 1
+            # Shown with the failure even when Hypothesis cannot print the input (one nested 950 levels made
+            # its pretty printer recurse too deep, hiding this exception).
+            print(f"{self.parser}: crash: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
             raise
         self.ok += 1
         return result

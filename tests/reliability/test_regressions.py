@@ -296,3 +296,17 @@ def test_diff_of_a_dataset_logging_row_images_with_a_non_nullable_key(tmp_path: 
         ("update_postimage", 1, 11, b"blob-1-1"),
         ("update_preimage", 1, 10, b"blob-1-0"),
     ]
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+def test_a_webhook_payload_nested_thousands_of_levels_at_its_root_is_a_format_error(as_list: bool) -> None:
+    # Found by test_webhook_payloads_fuzzed (a 950-level list, under pytest and Hypothesis's own frames): the
+    # error message rendered the whole wrong value with the JSON encoder, which recursed past Python's limit
+    # (RecursionError, a crash).
+    payload: object = {"action": "TASKS_CREATED"}
+    for _ in range(5_000):
+        payload = [payload] if as_list else {"value": payload}
+    with pytest.raises(SourceFormatError, match="webhook payload"):
+        map_webhook(payload)
+    with pytest.raises(SourceFormatError, match="webhook payload"):
+        webhook_batch(payload, flow_run_id=None)
