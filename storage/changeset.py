@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from . import changes as ch
 from .context import DatasetContext
 from .formats import POS_COLUMN
+from .groups import first_last, key_groups
 from .lineage import common_ancestor, first_parent_path
 from .log import LogEntry
 from .scan import locations
@@ -60,39 +61,30 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
     """Per key touched along `path` (oldest first): location before the first and after the last commit.
 
     Also the row-image pool of the path: FROM_REF and TO_REF index the key's content before and after the
-    path when the change logs recorded it.
+    path when the change logs recorded it. Keys come in order of their first change, so FROM_REF ascends
+    and TO_REF does for every key changed once: takes from the pool then read it front to back.
     """
     pks = ctx.meta.primary_keys
-    parts = ch.load_all(ctx.store, [e.changes for e in path if e.changes])
-    parts = [p for p in parts if p.num_rows]
+    parts = [p for p in ch.load_all(ctx.store, [e.changes for e in path if e.changes]) if p.num_rows]
     if not parts:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
-    # The images go straight into one pool array (every later take reads it; a chunked pool would be
-    # concatenated again by each take), the small columns into one table.
+    # Every log's old-row images, then every log's new-row images, in one array: takes from a chunked pool
+    # locate each index's chunk first and cost about twice as much as the copy.
     image_type = pool_type(ctx)
     pool = pa.concat_arrays([chunk for c in ch.IMAGES for p in parts for chunk in _images(image_type, p, c)])
     table = pa.concat_tables(
         [p.drop_columns([c for c in ch.IMAGES if c in p.column_names]) for p in parts], promote_options="permissive"
-    ).combine_chunks()
+    )
     n = table.num_rows
+    ids, count = key_groups(table.select(pks))
+    change = table.column("_change")
     # A key's first and last change give its location before and after the path. Moves keep content, so
     # its first and last real (non-move) changes give its row images; a key with only moves is unchanged.
-    rows = np.arange(n, dtype=np.int64)
-    change = table.column("_change")
-    is_move = pc.equal(change, ch.MOVE).to_numpy(zero_copy_only=False)
-    order = table.select(pks).append_column("_row", pa.array(rows))
-    aggregates = [("_row", "min"), ("_row", "max")]
-    if is_move.any():  # (compaction moved rows on this path)
-        order = order.append_column("_real", pa.array(rows, mask=is_move))
-        aggregates += [("_real", "min"), ("_real", "max")]
-    agg = order.group_by(pks).aggregate(aggregates)
-    first, last = (agg.column(c).to_numpy() for c in ("_row_min", "_row_max"))
-    if is_move.any():
-        first_real, last_real = (pc.fill_null(agg.column(c), -1).to_numpy() for c in ("_real_min", "_real_max"))
-    else:
-        first_real, last_real = first, last
-    absent_before = pc.equal(change, ch.INSERT).to_numpy(zero_copy_only=False)[first]
-    absent_after = pc.equal(change, ch.DELETE).to_numpy(zero_copy_only=False)[last]
+    is_move = _is(change, ch.MOVE)
+    first, last = first_last(ids, count)
+    first_real, last_real = first_last(ids, count, ~is_move) if is_move.any() else (first, last)
+    absent_before = _is(change, ch.INSERT)[first]
+    absent_after = _is(change, ch.DELETE)[last]
     logged = pc.is_valid(pool).to_numpy(zero_copy_only=False)
     # Null refs: read the row at its file and position instead (not logged, or only moved on this path).
     from_unknown = absent_before | (first_real < 0) | ~logged[:n][first_real]
@@ -100,7 +92,7 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
     before = table.select(["_old_file", "_old_pos"]).take(pa.array(first, mask=absent_before))
     after = table.select(["_new_file", "_new_pos"]).take(pa.array(last, mask=absent_after))
     cols = [
-        *(agg.column(k) for k in pks),
+        *table.select(pks).take(first).columns,
         *before.columns,
         *after.columns,
         pa.array(first_real < 0),
@@ -108,6 +100,10 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
         pa.array(last_real + n, mask=to_unknown),
     ]
     return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pool
+
+
+def _is(change: pa.ChunkedArray, kind: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    return np.asarray(pc.equal(change, kind).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _images(image_type: pa.StructType, log: pa.Table, name: str) -> list[pa.Array]:
@@ -179,13 +175,20 @@ def net_images(
 
 
 def _drop_unchanged(net: pa.Table, keep_moves: bool) -> pa.Table:
-    same_file = pc.fill_null(pc.equal(net.column(FROM_FILE), net.column(TO_FILE)), False)
-    same_pos = pc.fill_null(pc.equal(net.column(FROM_POS), net.column(TO_POS)), False)
-    both_absent = pc.and_(pc.is_null(net.column(FROM_FILE)), pc.is_null(net.column(TO_FILE)))
-    unchanged = pc.or_(pc.and_(same_file, same_pos), both_absent)
+    from_pos, to_pos = (net.column(c).to_numpy(zero_copy_only=False) for c in (FROM_POS, TO_POS))
+    from_file, to_file = net.column(FROM_FILE), net.column(TO_FILE)
+    absent_before = pc.is_null(from_file).to_numpy(zero_copy_only=False)
+    absent_after = pc.is_null(to_file).to_numpy(zero_copy_only=False)
+    # Paths are compared only where positions match (rarely): comparing every key's two paths costs more
+    # than the rest of the net change.
+    same_pos = np.flatnonzero(~absent_before & ~absent_after & (from_pos == to_pos))
+    unchanged = absent_before & absent_after
+    if same_pos.size:
+        same_file = pc.equal(pc.take(from_file, same_pos), pc.take(to_file, same_pos))
+        unchanged[same_pos] = same_file.to_numpy(zero_copy_only=False)
     if not keep_moves:
-        unchanged = pc.or_(unchanged, pc.fill_null(net.column(MOVE_ONLY), False))
-    return net.filter(pc.invert(unchanged))
+        unchanged |= pc.fill_null(net.column(MOVE_ONLY), False).to_numpy(zero_copy_only=False)
+    return net if not unchanged.any() else net.filter(pa.array(~unchanged))
 
 
 def rows_at(
