@@ -29,6 +29,10 @@ class WriteOptions:
     max_bytes_per_file: int = 512 << 20  # bounds memory when rows carry blobs
     row_group_size: int = 64 * 1024
     compression: str = "zstd"
+    # Floats are stored with a lighter codec: measured mantissas barely shrink under ZSTD (6% on the bench's
+    # coordinates and scores) while its decoding is ~40% of a full read of a label table; LZ4 still
+    # compresses what repeats. None: `compression` for every column.
+    float_compression: str | None = "lz4"
     record_group_size: int = 1  # ArrayRecord records per chunk: 1 is fastest for random access
     max_record_file_bytes: int = 256 << 20
     # Copy the old row of every update and delete (and the new row of every insert and update, in commits
@@ -89,6 +93,28 @@ def with_positions(table: pa.Table) -> pa.Table:
 DICTIONARY_SAMPLE = 1024
 
 
+def codecs(schema: pa.Schema, options: WriteOptions) -> str | dict[str, str]:
+    """The compression codec of each leaf column of a data file (WriteOptions.float_compression for floats).
+
+    Every leaf is named: given a mapping, Parquet leaves the columns it does not name uncompressed.
+    """
+    if options.float_compression is None:
+        return options.compression
+    return {path: options.float_compression if is_float else options.compression for path, is_float in _leaves(schema)}
+
+
+@functools.lru_cache(maxsize=256)
+def _leaves(schema: pa.Schema) -> tuple[tuple[str, bool], ...]:
+    """Parquet's path of each leaf column of `schema` (nested ones too), and whether it stores floats."""
+    sink = io.BytesIO()
+    pq.write_table(schema.empty_table(), sink)
+    parquet_schema = pq.read_metadata(io.BytesIO(sink.getvalue())).schema
+    return tuple(
+        (column.path, column.physical_type in ("FLOAT", "DOUBLE"))
+        for column in (parquet_schema.column(i) for i in range(len(parquet_schema)))
+    )
+
+
 def dictionary_columns(table: pa.Table, row_group_size: int) -> list[str]:
     """The columns of a data file to dictionary-encode.
 
@@ -132,7 +158,7 @@ def write_data_file(
         physical,
         sink,
         row_group_size=options.row_group_size,
-        compression=options.compression,
+        compression=codecs(physical.schema, options),
         use_dictionary=dictionary_columns(physical, options.row_group_size),
         # Positions are 0..n-1: delta encoding stores them in almost no space.
         column_encoding={POS_COLUMN: "DELTA_BINARY_PACKED"},
