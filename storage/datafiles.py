@@ -15,10 +15,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import stats
+from .errors import InvalidInputError
 from .formats import DATA_DIR, POS_COLUMN
 from .io import ObjectStore
 from .lru import ByteLRU
-from .records import ADDRESS_FIELDS, RECORD_FILE, RECORD_POS, RecordReader, decode_rows, write_records
+from .records import ADDRESS_FIELDS, RECORD_CODECS, RECORD_FILE, RECORD_POS, RecordReader, decode_rows, write_records
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,20 @@ class WriteOptions:
     # compresses what repeats. None: `compression` for every column.
     float_compression: str | None = "lz4"
     record_group_size: int = 1  # ArrayRecord records per chunk: 1 is fastest for random access
+    # Codec of record files: "auto" (snappy when a sample of the file's first record compresses), "snappy"
+    # or "uncompressed".
+    record_compression: str = "auto"
     max_record_file_bytes: int = 256 << 20
     # Copy the old row of every update and delete (and the new row of every insert and update, in commits
     # of up to MAX_LOGGED_NEW_ROWS rows) into the commit's change log, like Delta's change data feed: diff()
     # then reads only change logs, while each commit reads the row groups holding the rows it replaces.
     log_row_images: bool = False
+
+    def __post_init__(self) -> None:
+        if self.record_compression not in RECORD_CODECS:
+            raise InvalidInputError(
+                f"WriteOptions(record_compression={self.record_compression!r}): use one of {', '.join(RECORD_CODECS)}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """For the dataset's metadata."""
@@ -149,7 +159,11 @@ def write_data_file(
     record_files: list[str] = []
     if layout.record_fields:
         files, positions, written = write_records(
-            store, table.select(list(layout.record_fields)), options.record_group_size, options.max_record_file_bytes
+            store,
+            table.select(list(layout.record_fields)),
+            options.record_group_size,
+            options.max_record_file_bytes,
+            options.record_compression,
         )
         index = index.append_column(RECORD_FILE, files).append_column(RECORD_POS, positions)
         record_files = [p for p, _size in written]

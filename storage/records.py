@@ -36,9 +36,15 @@ ADDRESS_FIELDS = [pa.field(RECORD_FILE, pa.string()), pa.field(RECORD_POS, pa.in
 # Fork safety: riegeli (under ArrayRecord) recycles zstd contexts through a process-wide background thread,
 # and ArrayRecord's thread pools are process-wide too; none of them survive fork(). A process forked after
 # using them (a DataLoader worker, a multiprocessing pool) segfaults or hangs in its first ArrayRecord call.
-# So records are compressed with snappy (no recycled contexts; blobs worth storing row-wise rarely compress
-# much anyway) and no writer or reader uses a thread pool; RecordReader reads several files in parallel.
-_WRITER_OPTIONS = "max_parallelism:1,snappy"
+# So records are compressed with snappy at most (no recycled contexts) and no writer or reader uses a thread
+# pool; RecordReader reads several files in parallel.
+_WRITER_OPTIONS = "max_parallelism:1"
+RECORD_CODECS = ("auto", "snappy", "uncompressed")
+# "auto" compresses a record file only if a sample of its first record shrinks by this much: blobs worth
+# storing row-wise (JPEG, PNG, encoded audio) are mostly compressed already, and snappy over 10 MB of them
+# took 4x as long as writing them as they are, for no saving, and slowed their reads by a third.
+_AUTO_SAMPLE_BYTES = 64 << 10
+_AUTO_MIN_SAVING = 0.1
 _READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"
 
 _NULL, _RAW, _IPC = 0, 1, 2
@@ -157,7 +163,7 @@ class _RecordFile:
     """One ArrayRecord file being written: staged locally (beside its final name for a local store), then
     put into the store whole, so it becomes visible only complete."""
 
-    def __init__(self, store: ObjectStore, group_size: int) -> None:
+    def __init__(self, store: ObjectStore, group_size: int, codec: str) -> None:
         from array_record.python.array_record_module import ArrayRecordWriter
 
         self.store = store
@@ -166,7 +172,7 @@ class _RecordFile:
         self.size = 0
         self._staged = staging_path(store, self.path)
         try:
-            self._writer = ArrayRecordWriter(self._staged, f"group_size:{group_size},{_WRITER_OPTIONS}")
+            self._writer = ArrayRecordWriter(self._staged, f"group_size:{group_size},{_WRITER_OPTIONS},{codec}")
         except BaseException:
             self.discard()
             raise
@@ -190,10 +196,22 @@ class _RecordFile:
             os.unlink(self._staged)
 
 
+def record_codec(compression: str, first: bytes) -> str:
+    """The ArrayRecord codec of a record file whose first record is `first` (`compression` of RECORD_CODECS)."""
+    if compression != "auto":
+        return compression
+    sample = first[:_AUTO_SAMPLE_BYTES]
+    packed = pa.compress(sample, codec="snappy", asbytes=True)
+    return "snappy" if len(packed) <= len(sample) * (1 - _AUTO_MIN_SAVING) else "uncompressed"
+
+
 def write_records(
-    store: ObjectStore, table: pa.Table, group_size: int, max_file_bytes: int
+    store: ObjectStore, table: pa.Table, group_size: int, max_file_bytes: int, compression: str = "auto"
 ) -> tuple[pa.Array, pa.Array, list[tuple[str, int]]]:
-    """Write the record fields of `table`; returns the address columns and (path, bytes) of each file."""
+    """Write the record fields of `table`; returns the address columns and (path, bytes) of each file.
+
+    `compression` is one of RECORD_CODECS, chosen per file.
+    """
     files: list[str | None] = [None] * table.num_rows
     positions: list[int | None] = [None] * table.num_rows
     written: list[tuple[str, int]] = []
@@ -206,7 +224,7 @@ def write_records(
                 if record is None:
                     continue
                 if current is None:
-                    current = _RecordFile(store, group_size)
+                    current = _RecordFile(store, group_size, record_codec(compression, record))
                 files[i], positions[i] = current.path, current.count
                 current.write(record)
                 if current.size >= max_file_bytes:

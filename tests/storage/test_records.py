@@ -12,9 +12,10 @@ import pyarrow as pa
 import pytest
 
 from storage import Catalog, WriteOptions
+from storage.errors import InvalidInputError
 from storage.io import LocalStore, ObjectStore
 from storage.io.local import staging_path
-from storage.records import decode_columns, encode_rows
+from storage.records import decode_columns, encode_rows, record_codec
 
 SCHEMA = pa.schema(
     [
@@ -121,3 +122,43 @@ def test_a_failed_put_leaves_the_dataset_as_it_was_and_vacuum_removes_the_rest(t
         os.utime(records / name, (old, old))
     again.vacuum(grace_period=timedelta(seconds=1))
     assert not records.exists() or os.listdir(records) == []
+
+
+def _record_bytes(catalog: Catalog, name: str) -> int:
+    root = Path(catalog.uri) / name / "records"
+    return sum(p.stat().st_size for p in root.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("compression", "repetitive_shrinks"), [("auto", True), ("snappy", True), ("uncompressed", False)]
+)
+def test_record_files_are_compressed_only_when_their_records_compress(
+    tmp_path: Path, compression: str, repetitive_shrinks: bool
+) -> None:
+    catalog = Catalog(tmp_path / "lake")
+    schema = pa.schema([("id", pa.int64()), ("image", pa.binary())])
+    raw = 40 * 20_000
+    tables = {
+        "repetitive": pa.table({"id": range(40), "image": [b"cat box 12 34 " * 1500] * 40}, schema),
+        "random": pa.table({"id": range(40), "image": [os.urandom(20_000) for _ in range(40)]}, schema),
+    }
+    for name, table in tables.items():
+        ds = catalog.create_dataset(
+            name, schema, ["id"], record_fields=["image"], options=WriteOptions(record_compression=compression)
+        )
+        ds.append(table)
+        assert ds.read_all(columns=["id", "image"]).sort_by("id").equals(table)
+    assert (_record_bytes(catalog, "repetitive") < raw / 4) is repetitive_shrinks
+    assert _record_bytes(catalog, "random") >= raw  # random bytes never shrink, whatever the codec
+
+
+def test_auto_picks_the_codec_from_a_sample_of_the_first_record() -> None:
+    assert record_codec("auto", b"label cat " * 10_000) == "snappy"
+    assert record_codec("auto", os.urandom(100_000)) == "uncompressed"
+    assert record_codec("auto", b"") == "uncompressed"
+    assert record_codec("uncompressed", b"label cat " * 10_000) == "uncompressed"
+
+
+def test_an_unknown_record_codec_is_refused_with_the_choices() -> None:
+    with pytest.raises(InvalidInputError, match=r"record_compression='gzip'.*auto, snappy, uncompressed"):
+        WriteOptions(record_compression="gzip")
