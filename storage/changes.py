@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -89,55 +89,81 @@ def write(store: ObjectStore, table: pa.Table) -> str:
 
 def read(store: ObjectStore, path: str) -> pa.Table:
     """Load a change table without its row images (immutable, so cached per process)."""
-    return _read_cached(store.uri, store, path)
+    return _read_cached(store.uri, store, path, None)
+
+
+def read_keys(store: ObjectStore, path: str, count: int) -> pa.Table:
+    """Only the key columns (the first `count`) of a change table, cached as read() is: a lookup by key then
+    decodes a bulk load's log, a row per loaded row, a column or two instead of all of it."""
+    return _read_cached(store.uri, store, path, count)
 
 
 @lru_cache(maxsize=1024)
-def _read_cached(store_uri: str, store: ObjectStore, path: str) -> pa.Table:
-    table = load(store, path)
-    return table.drop_columns([c for c in IMAGES if c in table.column_names])
+def _read_cached(store_uri: str, store: ObjectStore, path: str, keys: int | None) -> pa.Table:
+    def pick(names: list[str]) -> list[int]:
+        return list(range(keys)) if keys is not None else [i for i, n in enumerate(names) if n not in IMAGES]
+
+    return _load(store, path, pick)
 
 
 def load(store: ObjectStore, path: str) -> pa.Table:
     """Read a change table from the store, bypassing the cache (Parquet logs of older commits too)."""
+    return _load(store, path, None)
+
+
+def _load(store: ObjectStore, path: str, pick: Callable[[list[str]], list[int]] | None) -> pa.Table:
+    """A change table, or the columns `pick` chooses by index from its column names; the others are not
+    decoded (row images are most of a log's bytes)."""
     store_uri = store.uri
     try:
         data = store.read_bytes(path)
         if path.endswith(".parquet"):
-            return pq.read_table(io.BytesIO(data))
-        return ipc.open_file(pa.py_buffer(data)).read_all()
+            source = pq.ParquetFile(io.BytesIO(data))
+            names = source.schema_arrow.names
+            return source.read(columns=None if pick is None else [names[i] for i in pick(names)])
+        reader = ipc.open_file(pa.py_buffer(data))
+        if pick is not None:
+            options = ipc.IpcReadOptions(included_fields=pick(reader.schema.names))
+            reader = ipc.open_file(pa.py_buffer(data), options=options)
+        return reader.read_all()
     except FileNotFoundError as exc:
         raise CorruptDatasetError(f"{store_uri}/{path}: change log is missing; run ds.validate()") from exc
     except (pa.ArrowInvalid, OSError) as exc:
         raise CorruptDatasetError(f"{store_uri}/{path}: change log is unreadable ({exc})") from exc
 
 
-def image_at(store: ObjectStore, path: str, log: pa.Table, name: str, row: int) -> pa.Array | None:
-    """The row image `name` (PRE or POST) of one row of a change log, as a one-row struct array, or None when
-    the log did not record it; `log` is the log as read() returns it (its chunks are the file's batches).
+def row_at(store: ObjectStore, path: str, keys: int, row: int) -> pa.Table:
+    """One row of a change log whose first `keys` columns are the key: its key and change columns
+    (`_change`, `_old_file`, ...) and the row images it recorded. Only the batch holding the row is decoded
+    (a large commit's images are large); cached per process, as logs never change."""
+    return _row_cached(store.uri, store, path, keys, row)
 
-    Only that image column of the batch holding the row is read: a large commit's images are large.
-    """
-    if path.endswith(".parquet"):  # logs of older commits record no images
+
+def image_of(row: pa.Table, name: str) -> pa.Array | None:
+    """The row image `name` (PRE or POST) of a row_at() row as a one-row struct array, or None when the log
+    did not record it."""
+    if name not in row.column_names:
         return None
+    image = row.column(name).combine_chunks()
+    return None if image.null_count else image
+
+
+@lru_cache(maxsize=4096)
+def _row_cached(store_uri: str, store: ObjectStore, path: str, keys: int, row: int) -> pa.Table:
+    if path.endswith(".parquet"):  # logs of older commits record no images
+        return read(store, path).slice(row, 1)
+    # read_keys() loaded the log a chunk per batch of the file: its chunk lengths locate the row's batch.
+    lengths = np.cumsum([0, *(len(c) for c in read_keys(store, path, keys).column(0).chunks)])
+    batch = int(np.searchsorted(lengths, row, side="right")) - 1
     fs, root = store.arrow_fs()
     try:
         with fs.open_input_file(f"{root}/{path}") as source:
-            index = ipc.open_file(source).schema.get_field_index(name)
-            if index < 0:
-                return None
-            reader = ipc.open_file(source, options=ipc.IpcReadOptions(included_fields=[index]))
-            lengths = np.cumsum([0, *(len(c) for c in log.column(0).chunks)])
-            batch = int(np.searchsorted(lengths, row, side="right")) - 1
-            if reader.num_record_batches != len(lengths) - 1:  # not laid out as read() saw it: read it all
-                image = reader.read_all().column(0).combine_chunks().slice(row, 1)
-            else:
-                image = reader.get_batch(batch).column(0).slice(row - int(lengths[batch]), 1)
+            reader = ipc.open_file(source)
+            return pa.Table.from_batches([reader.get_batch(batch).slice(row - int(lengths[batch]), 1)])
     except FileNotFoundError as exc:
         raise CorruptDatasetError(f"{store.uri}/{path}: change log is missing; run ds.validate()") from exc
     except (pa.ArrowInvalid, OSError) as exc:
         raise CorruptDatasetError(f"{store.uri}/{path}: change log is unreadable ({exc})") from exc
-    return None if image.null_count else image
 
 
 def load_all(store: ObjectStore, paths: Sequence[str]) -> list[pa.Table]:

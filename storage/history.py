@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,18 @@ def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
     return pa.array(differ)
 
 
+@dataclass(frozen=True)
+class Hit:
+    """A commit that changed the key: its log entry and the key's row of its change log (ch.row_at())."""
+
+    entry: LogEntry
+    row: pa.Table
+
+    def get(self, name: str) -> Any:
+        """One change column of the row (`_change`, `_old_file`, `_old_pos`, ...)."""
+        return self.row.column(name)[0].as_py()
+
+
 def history(ctx: DatasetContext, head: LogEntry, key: Any, columns: list[str]) -> pa.Table:
     """Every state of one row along `head`'s first-parent history, newest first.
 
@@ -117,26 +130,26 @@ def history(ctx: DatasetContext, head: LogEntry, key: Any, columns: list[str]) -
         pa.field("_properties", pa.string()),
     ]
     schema = pa.schema([*meta_fields, *(ctx.meta.schema.field(c) for c in columns)])
-    hits: list[tuple[LogEntry, str, pa.Table, int]] = []  # entry, change type, its change log, the key's row
+    hits: list[Hit] = []
     for entry in ctx.log.chain(head):
         if not entry.changes:
             continue
-        log = ch.read(ctx.store, entry.changes)
-        row = _key_row(log, wanted)
+        width = len(ctx.meta.primary_keys)
+        row = _key_row(ch.read_keys(ctx.store, entry.changes, width), wanted)
         if row < 0:
             continue
-        kind = log.column("_change")[row].as_py()
-        if kind != ch.MOVE:
-            hits.append((entry, kind, log, row))
+        hit = Hit(entry, ch.row_at(ctx.store, entry.changes, width, row))
+        if hit.get("_change") != ch.MOVE:
+            hits.append(hit)
     if not hits:
         return schema.empty_table()
     rows = _states(ctx, hits, columns)
     meta = [
-        pa.array([e.snapshot_id for e, *_ in hits], pa.int64()),
-        pa.array([e.created_at for e, *_ in hits], meta_fields[1].type),
-        pa.array([kind for _e, kind, *_ in hits], pa.string()),
-        pa.array([e.message for e, *_ in hits], pa.string()),
-        pa.array([encode_json(e.properties).decode() for e, *_ in hits], pa.string()),
+        pa.array([h.entry.snapshot_id for h in hits], pa.int64()),
+        pa.array([h.entry.created_at for h in hits], meta_fields[1].type),
+        pa.array([h.get("_change") for h in hits], pa.string()),
+        pa.array([h.entry.message for h in hits], pa.string()),
+        pa.array([encode_json(h.entry.properties).decode() for h in hits], pa.string()),
     ]
     return pa.Table.from_arrays([*meta, *rows.columns], schema=schema)
 
@@ -152,26 +165,26 @@ def _key_row(log: pa.Table, wanted: pa.Table) -> int:
     return int(pc.index(mask, True).as_py())
 
 
-def _states(ctx: DatasetContext, hits: list[tuple[LogEntry, str, pa.Table, int]], columns: list[str]) -> pa.Table:
+def _states(ctx: DatasetContext, hits: list[Hit], columns: list[str]) -> pa.Table:
     """The key's row at each hit (newest first): a delete shows the row as it was, other changes the row they
     wrote. It comes from the hit's own row image, else from the next change's image of the row it replaced
     (the same stored row: a bulk load logs no new rows, the update after it logs the old one), else from
     the data file."""
     image_type = pool_type(ctx)
-    logged = ctx.meta.options.log_row_images  # else no log has images: none is opened to look
     files: list[str] = []
     positions: list[int] = []
     refs: list[int | None] = []  # index into `images`, None: read the row from its data file
     images: list[pa.Array] = []
-    for i, (entry, kind, log, row) in enumerate(hits):
-        where, name = ("_old", ch.PRE) if kind == ch.DELETE else ("_new", ch.POST)
-        file, pos = log.column(f"{where}_file")[row].as_py(), log.column(f"{where}_pos")[row].as_py()
-        image = ch.image_at(ctx.store, str(entry.changes), log, name, row) if logged else None
-        if logged and image is None and kind != ch.DELETE and i > 0:
-            newer, _kind, newer_log, newer_row = hits[i - 1]
-            replaced = newer_log.column("_old_file")[newer_row].as_py(), newer_log.column("_old_pos")[newer_row].as_py()
-            if replaced == (file, pos):  # the very row this hit wrote, not moved by a compaction since
-                image = ch.image_at(ctx.store, str(newer.changes), newer_log, ch.PRE, newer_row)
+    for i, hit in enumerate(hits):
+        deleted = hit.get("_change") == ch.DELETE
+        where, name = ("_old", ch.PRE) if deleted else ("_new", ch.POST)
+        file, pos = hit.get(f"{where}_file"), hit.get(f"{where}_pos")
+        image = ch.image_of(hit.row, name)
+        if image is None and not deleted and i > 0:
+            newer = hits[i - 1]
+            if (newer.get("_old_file"), newer.get("_old_pos")) == (file, pos):
+                # the very row this hit wrote, not moved by a compaction since
+                image = ch.image_of(newer.row, ch.PRE)
         files.append(file)
         positions.append(pos)
         refs.append(len(images) if image is not None else None)

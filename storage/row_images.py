@@ -28,8 +28,11 @@ def with_row_images(ctx: DatasetContext, table: pa.Table) -> pa.Table:
     kinds = table.column("_change")
     old = pc.is_in(kinds, pa.array([ch.UPDATE, ch.DELETE]))
     new = pc.is_in(kinds, pa.array([ch.INSERT, ch.UPDATE]))
-    table = table.append_column(pa.field(ch.PRE, pool_type(ctx)), _images(ctx, table, old, "_old_file", "_old_pos"))
-    if (pc.sum(new).as_py() or 0) <= MAX_LOGGED_NEW_ROWS:
+    # A log without a column of images reads as all null (a bulk load has no old rows: a column of a
+    # million nulls would cost more to decode than the log's keys).
+    if pc.any(old).as_py():
+        table = table.append_column(pa.field(ch.PRE, pool_type(ctx)), _images(ctx, table, old, "_old_file", "_old_pos"))
+    if 0 < (pc.sum(new).as_py() or 0) <= MAX_LOGGED_NEW_ROWS:
         table = table.append_column(
             pa.field(ch.POST, pool_type(ctx)), _images(ctx, table, new, "_new_file", "_new_pos")
         )
