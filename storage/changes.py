@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from .errors import CorruptDatasetError
 from .formats import CHANGES_DIR
 from .io import ObjectStore
+from .lru import ByteLRU
 
 INSERT = "insert"
 UPDATE = "update"
@@ -87,23 +88,35 @@ def write(store: ObjectStore, table: pa.Table) -> str:
     return path
 
 
+# Logs never change, so a cached one cannot go stale; a bulk load's log has a row per loaded row, hence a
+# byte budget rather than a count.
+_LOGS: ByteLRU[tuple[str, ObjectStore, str, int | None], pa.Table] = ByteLRU(
+    256 << 20, lambda t: t.nbytes, keep_oversized=False
+)
+
+
 def read(store: ObjectStore, path: str) -> pa.Table:
-    """Load a change table without its row images (immutable, so cached per process)."""
-    return _read_cached(store.uri, store, path, None)
+    """Load a change table without its row images (cached per process)."""
+    return _read_cached(store, path, None)
 
 
 def read_keys(store: ObjectStore, path: str, count: int) -> pa.Table:
     """Only the key columns (the first `count`) of a change table, cached as read() is: a lookup by key then
     decodes a bulk load's log, a row per loaded row, a column or two instead of all of it."""
-    return _read_cached(store.uri, store, path, count)
+    return _read_cached(store, path, count)
 
 
-@lru_cache(maxsize=1024)
-def _read_cached(store_uri: str, store: ObjectStore, path: str, keys: int | None) -> pa.Table:
-    def pick(names: list[str]) -> list[int]:
-        return list(range(keys)) if keys is not None else [i for i, n in enumerate(names) if n not in IMAGES]
+def _read_cached(store: ObjectStore, path: str, keys: int | None) -> pa.Table:
+    cache_key = (store.uri, store, path, keys)
+    table = _LOGS.get(cache_key)
+    if table is None:
 
-    return _load(store, path, pick)
+        def pick(names: list[str]) -> list[int]:
+            return list(range(keys)) if keys is not None else [i for i, n in enumerate(names) if n not in IMAGES]
+
+        table = _load(store, path, pick)
+        _LOGS.put(cache_key, table)
+    return table
 
 
 def load(store: ObjectStore, path: str) -> pa.Table:

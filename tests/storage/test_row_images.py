@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from storage import Catalog, Dataset, WriteOptions
+from storage import Catalog, Dataset, WriteOptions, changes
 from storage.datafiles import ROW_GROUPS, RowGroupCache, read_physical
 
 SCHEMA = pa.schema(
@@ -115,3 +115,31 @@ def test_a_new_files_remembered_rows_equal_its_stored_rows(catalog: Catalog) -> 
     assert remembered.cast(from_file.schema).equals(from_file)
     assert remembered.column("id").to_pylist() == [9, 5, 7, 1]
     assert from_file.column("at")[0].as_py() == dt.datetime(1970, 1, 1, 0, 0, 0, 9_003)
+
+
+def test_logs_carry_only_the_images_they_have_and_history_reads_them(catalog: Catalog) -> None:
+    ds = dataset(catalog, "bulk", True)
+    ds.append(rows(range(500), 0))  # inserts only: no old rows to image
+    ds.delete(keys=[3, 4])  # deletes only: no new rows
+    ds.upsert(rows([5, 600], 1))
+    ctx = ds._ctx
+    chain = ctx.log.chain(ctx.log.get(ds.snapshot().id))
+    logs = [changes.load(ctx.store, str(e.changes)) for e in chain if e.changes][::-1]
+    assert [sorted(set(log.column_names) & set(changes.IMAGES)) for log in logs] == [
+        ["_post"],
+        ["_pre"],
+        ["_post", "_pre"],
+    ]
+    assert ds.history(3).select(["_change_type", "label"]).to_pylist() == [
+        {"_change_type": "delete", "label": "v0-3"},
+        {"_change_type": "insert", "label": "v0-3"},
+    ]
+    assert ds.history(5).column("label").to_pylist() == ["v1-5", "v0-5"]
+    net = ds.diff(ds.history(3).column("_snapshot_id")[1].as_py(), ds.snapshot().id)
+    assert sorted(zip(net.column("id").to_pylist(), net.column("_change_type").to_pylist(), strict=True)) == [
+        (3, "delete"),
+        (4, "delete"),
+        (5, "update_postimage"),
+        (5, "update_preimage"),
+        (600, "insert"),
+    ]
