@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from _model import LAYOUTS, SINGLE_KEY, InputForm, Key, Layout, MakeDataset, Model, Row, as_input
@@ -327,8 +328,8 @@ class VersionsMachine(RuleBasedStateMachine):
 
     # ----- reads --------------------------------------------------------------------------------------
 
-    @rule(data=st.data(), to_head=st.booleans())
-    def diff(self, data: st.DataObject, to_head: bool) -> None:
+    @rule(data=st.data(), to_head=st.booleans(), batch=st.none() | st.integers(1, 4))
+    def diff(self, data: st.DataObject, to_head: bool, batch: int | None) -> None:
         start = data.draw(st.sampled_from(self.content_ids()), label="start")
         if to_head:  # end defaults to the handle's branch head
             branch = data.draw(st.sampled_from(sorted(self.heads)), label="branch")
@@ -336,6 +337,10 @@ class VersionsMachine(RuleBasedStateMachine):
         else:
             end = data.draw(st.sampled_from(self.content_ids()), label="end")
             table = self.ds.diff(start, end)
+        if batch is not None:  # the stream form: parts of at most `batch` keys (two rows for an update)
+            parts = list(self.ds.iter_diff(start, end, batch_size=batch))
+            assert all(0 < p.num_rows <= 2 * batch for p in parts), [p.num_rows for p in parts]
+            table = pa.concat_tables(parts) if parts else table
         assert table.column_names == [*self.layout.schema.names, "_change_type"]
         got = sorted(
             ((d.pop("_change_type"), d) for d in table.to_pylist()), key=lambda e: (e[0], self.layout.key(e[1]))
