@@ -171,8 +171,8 @@ def _row_cached(store_uri: str, store: ObjectStore, path: str, keys: int, row: i
     fs, root = store.arrow_fs()
     try:
         with fs.open_input_file(f"{root}/{path}") as source:
-            reader = ipc.open_file(source)
-            return pa.Table.from_batches([reader.get_batch(batch).slice(row - int(lengths[batch]), 1)])
+            one = ipc.open_file(source).get_batch(batch).take(pa.array([row - int(lengths[batch])]))
+            return pa.Table.from_batches([one])  # a copy: a slice would keep the whole batch cached
     except FileNotFoundError as exc:
         raise CorruptDatasetError(f"{store.uri}/{path}: change log is missing; run ds.validate()") from exc
     except (pa.ArrowInvalid, OSError) as exc:
