@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -127,8 +128,7 @@ def load(store: ObjectStore, path: str) -> pa.Table:
 def _load(store: ObjectStore, path: str, pick: Callable[[list[str]], list[int]] | None) -> pa.Table:
     """A change table, or the columns `pick` chooses by index from its column names; the others are not
     decoded (row images are most of a log's bytes)."""
-    store_uri = store.uri
-    try:
+    with _log_errors(store, path):
         data = store.read_bytes(path)
         if path.endswith(".parquet"):
             source = pq.ParquetFile(io.BytesIO(data))
@@ -139,10 +139,17 @@ def _load(store: ObjectStore, path: str, pick: Callable[[list[str]], list[int]] 
             options = ipc.IpcReadOptions(included_fields=pick(reader.schema.names))
             reader = ipc.open_file(pa.py_buffer(data), options=options)
         return reader.read_all()
+
+
+@contextmanager
+def _log_errors(store: ObjectStore, path: str) -> Iterator[None]:
+    """A missing or unreadable change log raised as CorruptDatasetError naming it."""
+    try:
+        yield
     except FileNotFoundError as exc:
-        raise CorruptDatasetError(f"{store_uri}/{path}: change log is missing; run ds.validate()") from exc
+        raise CorruptDatasetError(f"{store.uri}/{path}: change log is missing; run ds.validate()") from exc
     except (pa.ArrowInvalid, OSError) as exc:
-        raise CorruptDatasetError(f"{store_uri}/{path}: change log is unreadable ({exc})") from exc
+        raise CorruptDatasetError(f"{store.uri}/{path}: change log is unreadable ({exc})") from exc
 
 
 def row_at(store: ObjectStore, path: str, keys: int, row: int) -> pa.Table:
@@ -169,14 +176,9 @@ def _row_cached(store_uri: str, store: ObjectStore, path: str, keys: int, row: i
     lengths = np.cumsum([0, *(len(c) for c in read_keys(store, path, keys).column(0).chunks)])
     batch = int(np.searchsorted(lengths, row, side="right")) - 1
     fs, root = store.arrow_fs()
-    try:
-        with fs.open_input_file(f"{root}/{path}") as source:
-            one = ipc.open_file(source).get_batch(batch).take(pa.array([row - int(lengths[batch])]))
-            return pa.Table.from_batches([one])  # a copy: a slice would keep the whole batch cached
-    except FileNotFoundError as exc:
-        raise CorruptDatasetError(f"{store.uri}/{path}: change log is missing; run ds.validate()") from exc
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise CorruptDatasetError(f"{store.uri}/{path}: change log is unreadable ({exc})") from exc
+    with _log_errors(store, path), fs.open_input_file(f"{root}/{path}") as source:
+        one = ipc.open_file(source).get_batch(batch).take(pa.array([row - int(lengths[batch])]))
+        return pa.Table.from_batches([one])  # a copy: a slice would keep the whole batch cached
 
 
 def load_all(store: ObjectStore, paths: Sequence[str]) -> list[pa.Table]:

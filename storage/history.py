@@ -131,10 +131,10 @@ def history(ctx: DatasetContext, head: LogEntry, key: Any, columns: list[str]) -
     ]
     schema = pa.schema([*meta_fields, *(ctx.meta.schema.field(c) for c in columns)])
     hits: list[Hit] = []
+    width = len(ctx.meta.primary_keys)  # a change log's first columns are the key
     for entry in ctx.log.chain(head):
         if not entry.changes:
             continue
-        width = len(ctx.meta.primary_keys)
         row = _key_row(ch.read_keys(ctx.store, entry.changes, width), wanted)
         if row < 0:
             continue

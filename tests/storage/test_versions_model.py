@@ -340,7 +340,7 @@ class VersionsMachine(RuleBasedStateMachine):
         if batch is not None:  # the stream form: parts of at most `batch` keys (two rows for an update)
             parts = list(self.ds.iter_diff(start, end, batch_size=batch))
             assert all(0 < p.num_rows <= 2 * batch for p in parts), [p.num_rows for p in parts]
-            table = pa.concat_tables(parts) if parts else table
+            table = pa.concat_tables(parts) if parts else table.schema.empty_table()
         assert table.column_names == [*self.layout.schema.names, "_change_type"]
         got = sorted(
             ((d.pop("_change_type"), d) for d in table.to_pylist()), key=lambda e: (e[0], self.layout.key(e[1]))
