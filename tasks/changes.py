@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from storage.groundtruth import SPECS
 
 Table = Literal["items", "annotations", "predictions"]
+TABLES: tuple[Table, ...] = ("items", "annotations", "predictions")  # the order commits go in
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,49 @@ def stale_keys(change: ChangeSet, table: Table, existing: pa.Table) -> list[str]
     """
     upserted: pa.Table = getattr(change, table)
     not_upserted = pc.invert(pc.is_in(existing["id"], value_set=upserted["id"]))
-    if change.whole_project:
-        return [str(key) for key in existing.filter(not_upserted)["id"].to_pylist()]
-    if table == "items":
-        in_scope = pc.is_in(existing["id"], value_set=pa.array(change.deleted_items, pa.string()))
-    else:
-        items = pa.array(change.replaced_items + change.deleted_items, pa.string())
-        submissions = pa.array(change.replaced_submissions, pa.string())
-        in_scope = pc.or_(
-            pc.is_in(existing["item_id"], value_set=items),
-            pc.is_in(existing["submission_id"], value_set=submissions),
-        )
-    stale = existing.filter(pc.and_(not_upserted, in_scope))
+    stale = existing.filter(pc.and_(not_upserted, _in_scope(change, table, existing)))
     return [str(key) for key in stale["id"].to_pylist()]
+
+
+def compose(first: ChangeSet, second: ChangeSet) -> ChangeSet | None:
+    """The one change set whose effect equals applying `first`, then `second`; None if there is none.
+
+    There is none when a scope of `second` covers a row `first` upserts and `second` does not upsert
+    again: `second` deletes that row, but which version (the one before `first`, or `first`'s, if they
+    differ in item or submission) only the dataset knows. Such changes are applied one after the other.
+    """
+    tables: dict[str, pa.Table] = {}
+    for table in TABLES:
+        earlier: pa.Table = getattr(first, table)
+        later: pa.Table = getattr(second, table)
+        kept = pc.invert(pc.is_in(earlier["id"], value_set=later["id"]))
+        if earlier.filter(pc.and_(kept, _in_scope(second, table, earlier))).num_rows:
+            return None
+        tables[table] = pa.concat_tables([earlier.filter(kept), later])
+    return ChangeSet(
+        items=tables["items"],
+        annotations=tables["annotations"],
+        predictions=tables["predictions"],
+        whole_project=first.whole_project or second.whole_project,
+        replaced_items=_union(first.replaced_items, second.replaced_items),
+        replaced_submissions=_union(first.replaced_submissions, second.replaced_submissions),
+        deleted_items=_union(first.deleted_items, second.deleted_items),
+    )
+
+
+def _in_scope(change: ChangeSet, table: Table, rows: pa.Table) -> pa.Array:
+    """Which of `rows` the change's scopes cover (upserted or not)."""
+    if change.whole_project:
+        return pa.array([True] * rows.num_rows, pa.bool_())
+    if table == "items":
+        return pc.is_in(rows["id"], value_set=pa.array(change.deleted_items, pa.string()))
+    items = pa.array(change.replaced_items + change.deleted_items, pa.string())
+    submissions = pa.array(change.replaced_submissions, pa.string())
+    return pc.or_(
+        pc.is_in(rows["item_id"], value_set=items),
+        pc.is_in(rows["submission_id"], value_set=submissions),
+    )
+
+
+def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(first + second))

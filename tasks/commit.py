@@ -21,11 +21,10 @@ from checks import ClassMap, check_batch
 from storage import Catalog, Dataset
 from storage.groundtruth import dataset_names, ensure_groundtruth
 
-from .changes import ChangeSet, Table, stale_keys
+from .changes import TABLES, ChangeSet, Table, stale_keys
 from .quarantine import REJECTS_SCHEMA, QuarantineOutcome, commit_with_quarantine, rejects_name
 from .rejects import SourceReject
 
-TABLES: tuple[Table, ...] = ("items", "annotations", "predictions")
 SOURCE_FORMAT_CHECK = "source_format"
 _MAX_REJECT_TEXT = 100_000
 

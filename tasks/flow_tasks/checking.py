@@ -15,10 +15,9 @@ from checks import CheckReport, ClassMap, check_batch
 from storage import Catalog, DatasetNotFoundError
 from storage.groundtruth import dataset_names
 
-from ..changes import ChangeSet
+from ..changes import TABLES, ChangeSet
 from ..quarantine import commit_with_quarantine
 from .outcome import CheckSummary
-from .staging import TABLES
 
 
 def check_changes(

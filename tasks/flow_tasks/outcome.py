@@ -11,10 +11,10 @@ from checks import CheckReport
 from storage import Catalog
 from storage.groundtruth import dataset_names
 
+from ..changes import TABLES
 from ..commit import SOURCE_FORMAT_CHECK, CommitOutcome
 from ..quarantine import rejects_name
 from ..rejects import SourceReject
-from .staging import TABLES
 
 REASONS_KEPT = 100  # rejected rows listed per dataset; the rejects dataset holds all of them
 

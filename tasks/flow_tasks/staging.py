@@ -22,11 +22,10 @@ import pyarrow as pa
 
 from checks import ClassMap
 
-from ..changes import ChangeSet, Table
+from ..changes import TABLES, ChangeSet
 from ..rejects import SourceReject
 
 STAGING_ENV = "LABELHOUSE_STAGING_DIR"
-TABLES: tuple[Table, ...] = ("items", "annotations", "predictions")  # the order commits go in
 _SCOPES = "scopes.json"
 _SOURCE_REJECTS = "source_rejects.json"
 

@@ -25,7 +25,8 @@ from checks import CheckReport, CheckResult
 from storage import Catalog, Snapshot
 from storage.groundtruth import dataset_names, ensure_groundtruth
 
-from ..commit import TABLES, CommitOutcome, record_source_rejects
+from ..changes import TABLES
+from ..commit import CommitOutcome, record_source_rejects
 from ..errors import SourceError
 from ..json_source import canonical_sha256
 from ..quarantine import QuarantineOutcome, commit_files_with_quarantine
