@@ -36,17 +36,24 @@ class ProgressArtifact:
     """A progress artifact updated as a run goes through its steps."""
 
     def __init__(self, key: str, total_steps: int, description: str) -> None:
-        self._total = max(total_steps, 1)
+        self._total = max(total_steps, 0)
         self._done = 0
-        # Nothing to do is done: a run with no steps shows 100%, not a bar stuck at 0.
-        start = 0.0 if total_steps > 0 else 100.0
         # Called from sync code, these return the id (the async variant would be awaited instead).
-        self._id = cast(UUID, create_progress_artifact(start, key=key, description=description))
+        self._id = cast(UUID, create_progress_artifact(self._percent(), key=key, description=description))
 
     def step(self, count: int = 1) -> None:
         """Mark `count` more steps done."""
         self._done = min(self._done + count, self._total)
-        update_progress_artifact(self._id, 100.0 * self._done / self._total)
+        update_progress_artifact(self._id, self._percent())
+
+    def expect(self, remaining: int) -> None:
+        """Set how many steps are still to do (for runs that learn their work as they go)."""
+        self._total = self._done + max(remaining, 0)
+        update_progress_artifact(self._id, self._percent())
+
+    def _percent(self) -> float:
+        # Nothing to do is done: a run with no steps shows 100%, not a bar stuck at 0.
+        return 100.0 * self._done / self._total if self._total else 100.0
 
 
 def publish_ingest(project: str, batches: Sequence[BatchOutcome]) -> None:

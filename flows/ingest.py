@@ -7,7 +7,7 @@ retried task or flow run finds its earlier commits instead of writing them again
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,22 +53,36 @@ def commit_batches(
     """Check, commit and announce each staged batch in turn (`total`: how many there will be, for the
     progress artifact), then publish the run's artifacts and remove its staged files."""
     run_id = current_run_id()
-    logger = get_run_logger()
     progress = ProgressArtifact(
         artifact_key(project, "ingest-progress"), total * STEPS_PER_BATCH, f"Batches ingested into {project}"
     )
     outcomes: list[BatchOutcome] = []
     emitted: list[str] = []
     for index, staged in enumerate(batches):
-        reports = check_staged(catalog, project, staged, max_failure_rate)
-        progress.step()
         key = staged.info.idempotency_key or f"{run_id}:{index}"
-        outcome = commit_staged(catalog, project, staged, reports, key, max_failure_rate)
-        progress.step()
-        emitted += emit_committed(outcome)
-        progress.step()
+        outcome, events = commit_batch(catalog, project, staged, key, max_failure_rate, progress.step)
         outcomes.append(outcome)
-        logger.info("Batch %s of %s committed (key %s)", index + 1, total, key)
+        emitted += events
+        get_run_logger().info("Batch %s of %s committed (key %s)", index + 1, total, key)
     publish_ingest(project, outcomes)
     discard_run(run_id)
     return IngestResult(catalog, project, run_id, outcomes, emitted)
+
+
+def commit_batch(
+    catalog: str,
+    project: str,
+    staged: StagedBatch,
+    key: str,
+    max_failure_rate: float,
+    on_step: Callable[[], None] = lambda: None,
+) -> tuple[BatchOutcome, list[str]]:
+    """Check, commit and announce one staged batch under `key`; `on_step` after each of the three steps.
+    BatchRejectedError, before anything is written, if a table fails the checks too often."""
+    reports = check_staged(catalog, project, staged, max_failure_rate)
+    on_step()
+    outcome = commit_staged(catalog, project, staged, reports, key, max_failure_rate)
+    on_step()
+    emitted = emit_committed(outcome)
+    on_step()
+    return outcome, emitted

@@ -10,10 +10,20 @@ labelled with the catalog and Labelhouse project to ingest it into.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect.client.orchestration import PrefectClient
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.events import Event, Resource, emit_event
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventOrder,
+    EventResourceFilter,
+)
+from prefect.events.schemas.events import ResourceSpecification
 
 from ..json_source import canonical_sha256
 from .outcome import BatchOutcome, TableOutcome
@@ -25,6 +35,8 @@ DATASET_LABEL = "labelhouse.dataset"
 PROJECT_LABEL = "labelhouse.project"
 DATASET_RESOURCE_PREFIX = "labelhouse.dataset."
 WEBHOOK_RESOURCE_PREFIX = "labelhouse.label_studio.project."
+EVENTS_PAGE_SIZE = 50  # the most the events API returns per page
+CLOCK_SKEW = timedelta(days=1)  # the receiver's clock may run ahead of ours; its events still count
 
 
 def dataset_resource(catalog_uri: str, dataset: str) -> dict[str, str]:
@@ -100,3 +112,33 @@ async def deliver_webhook(payload: dict[str, Any], catalog_uri: str, project: st
     event = webhook_event(payload, catalog_uri, project)
     await client.request("POST", "/events", json=[event.model_dump(mode="json")])
     return event
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """An accepted webhook as Prefect holds it."""
+
+    id: str
+    occurred: datetime
+    payload: dict[str, Any]
+
+
+def read_webhook_events(
+    client: SyncPrefectClient, catalog_uri: str, project: str, since: datetime
+) -> list[WebhookEvent]:
+    """The webhook events for this catalog and project that occurred at `since` or later, oldest first."""
+    labels = ResourceSpecification({CATALOG_LABEL: catalog_uri, PROJECT_LABEL: project})
+    query = EventFilter(
+        # Validation turns the datetimes into Prefect's own type.
+        occurred=EventOccurredFilter.model_validate({"since": since, "until": datetime.now(UTC) + CLOCK_SKEW}),
+        event=EventNameFilter(name=[WEBHOOK_RECEIVED]),
+        resource=EventResourceFilter(labels=labels),
+        order=EventOrder.ASC,
+    )
+    found: list[WebhookEvent] = []
+    page = client.read_events(filter=query, limit=EVENTS_PAGE_SIZE)
+    while True:
+        found += [WebhookEvent(str(e.id), e.occurred, dict(e.payload)) for e in page.events]
+        if page.next_page is None:
+            return found
+        page = client.read_events_page(str(page.next_page))

@@ -7,13 +7,16 @@ not from Prefect's result cache.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import flow_run
 
@@ -21,6 +24,7 @@ from checks import CheckReport
 from storage import Catalog
 from storage.groundtruth import ensure_groundtruth
 
+from ..changes import TABLES
 from ..commit import commit_changes
 from ..errors import BatchRejectedError, SourceError
 from ..label_studio.api import LabelStudioClient
@@ -34,8 +38,9 @@ from .label_studio import export_batch, pull_batch, read_config, webhook_batch
 from .maintenance import MaintenanceOutcome, maintain_dataset
 from .outcome import BatchOutcome, TableOutcome, table_outcomes
 from .refresh import RefreshOutcome, refresh_dependents
-from .staging import TABLES, BatchInfo, ParsedBatch, StagedBatch, load_staged, stage_batch, staging_dir
+from .staging import BatchInfo, ParsedBatch, StagedBatch, SyncState, load_staged, stage_batch, staging_dir
 from .sync_state import record_sync_state
+from .webhook_inbox import SYNC_KEY, InboxBatch, collect, collect_since, inbox_name, next_batch
 
 
 def current_run_id() -> str:
@@ -118,6 +123,52 @@ def stage_label_studio_pull(
 def stage_label_studio_webhook(payload: dict[str, Any], batch: int = 0) -> StagedBatch:
     """Map a Label Studio webhook payload to its upserts and deletes and stage them."""
     return _stage(webhook_batch(payload, current_run_id()), batch)
+
+
+WEBHOOK_EVENT_RETENTION = timedelta(days=7)  # Prefect's default: older events are gone from its API
+
+
+@task(name="collect-webhooks", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def collect_webhooks(catalog: str, project: str) -> int:
+    """Add the webhook events Prefect holds for this catalog and project that the inbox lacks; how many."""
+    cat = Catalog(catalog)
+    since = collect_since(cat, project, WEBHOOK_EVENT_RETENTION)
+    with get_client(sync_client=True) as client:
+        found = events.read_webhook_events(client, cat.uri, project, since)
+    added = collect(cat, project, found)
+    if added:
+        get_run_logger().info("Collected %s new of %s webhook events since %s", added, len(found), since)
+    return added
+
+
+@dataclass(frozen=True)
+class StagedWebhooks:
+    """The next batch of the inbox: which webhooks, and their staged change set (None: cannot apply)."""
+
+    first: int
+    last: int
+    staged: StagedBatch | None
+    problem: str | None
+
+
+@task(name="stage-webhooks", cache_policy=NO_CACHE)
+def stage_webhooks(catalog: str, project: str, after: int, batch: int) -> StagedWebhooks | None:
+    """Stage the inbox's next batch after webhook `after`; None if none waits."""
+    found: InboxBatch | None = next_batch(Catalog(catalog), project, after)
+    if found is None:
+        return None
+    staged = _stage(found.parsed, batch) if found.parsed is not None else None
+    return StagedWebhooks(found.first, found.last, staged, found.problem)
+
+
+@task(name="skip-webhook", cache_policy=NO_CACHE)
+def skip_webhook(catalog: str, project: str, seq: int, reason: str) -> None:
+    """Record webhook `seq` as done without applying it: it cannot be mapped (its payload stays in the inbox)."""
+    state = SyncState(SYNC_KEY, json.dumps({"seq": seq}))
+    record_sync_state(
+        Catalog(catalog), project, state, idempotency_key=f"{SYNC_KEY}:skip:{seq}", flow_run_id=current_run_id()
+    )
+    get_run_logger().error("Webhook %s of %s skipped: %s", seq, inbox_name(project), reason)
 
 
 @task(name="stage-coco", cache_policy=NO_CACHE)
