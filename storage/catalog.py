@@ -200,9 +200,12 @@ class Catalog:
             summary={"rows": 0, "files": 0},
         )
         if not ctx.log.try_append(first):
-            raise DatasetExistsError(
-                f"dataset {name!r} has a log left from a dropped dataset of that name; drop() it again"
-            )
+            existing = ctx.log.load(0)
+            # Two processes finishing one create (same metadata, so the same created_at) is not a conflict.
+            if existing is None or existing.created_at != meta.created_at:
+                raise DatasetExistsError(
+                    f"dataset {name!r} has a log left from a dropped dataset of that name; drop() it again"
+                )
         with self._lock:
             self._open[name] = ctx
         return Dataset(ctx)

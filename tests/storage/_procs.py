@@ -95,6 +95,27 @@ def idempotent_writer(
     out.put((worker, ids))
 
 
+def racing_creator(
+    root: str,
+    names: list[str],
+    layout: Layout,
+    worker: int,
+    barrier: Barrier,
+    out: Queue[tuple[int, list[str]]],
+) -> None:
+    """Create each dataset (exist_ok) at the same moment as the other workers, then append one own row to it."""
+    catalog = Catalog(root)
+    errors: list[str] = []
+    for name in names:
+        barrier.wait(timeout=BARRIER_TIMEOUT)
+        try:
+            ds = catalog.create_dataset(name, layout.schema, primary_keys=list(layout.primary_keys), exist_ok=True)
+            ds.append(layout.table(append_rows(worker, 0, 1)))
+        except Exception as exc:  # reported, not raised: the test asserts there are none
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    out.put((worker, errors))
+
+
 def crash_writer(root: str, name: str, layout: Layout, step: str, operation: str, payload: Any) -> None:
     """Run one write and SIGKILL this process when the commit reaches `step`: no cleanup code can run."""
 

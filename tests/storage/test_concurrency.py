@@ -13,7 +13,7 @@ from typing import Any
 
 from _disk import unreferenced_files
 from _model import SINGLE_KEY, Layout, Model
-from _procs import CONFLICT, CommitReport, concurrent_writer, idempotent_writer
+from _procs import CONFLICT, CommitReport, concurrent_writer, idempotent_writer, racing_creator
 
 from storage import Catalog, faults
 
@@ -162,3 +162,16 @@ def test_lost_commit_attempt_leaves_no_files(catalog: Catalog, catalog_root: Pat
         faults.set_hook(None)
     assert raced and snap.id == 3
     assert unreferenced_files(catalog_root / "race") == set()
+
+
+def test_racing_creates_with_exist_ok_all_get_the_one_dataset(catalog: Catalog, spawn: SpawnContext) -> None:
+    # A creator that finds another's _meta.json but no snapshot 0 finishes that create itself; when both finish
+    # it at once the loser must see the same create, not "a log left from a dropped dataset".
+    layout = SINGLE_KEY
+    names = [f"d{i}" for i in range(15)]
+    results = run_workers(spawn, racing_creator, lambda w: (catalog.uri, names, layout, w))
+    assert [errors for _, errors in sorted(results)] == [[]] * WORKERS
+    for name in names:
+        ds = catalog.dataset(name)
+        assert ds.count() == WORKERS
+        assert ds.versions().column("operation").to_pylist().count("create") == 1
