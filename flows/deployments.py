@@ -2,8 +2,10 @@
 
 - `refresh-dataset/on-commit`: a `labelhouse.dataset.committed` event of this catalog starts the refresh
   of that dataset up to the event's snapshot.
-- `ingest-label-studio-webhook/on-webhook`: a `labelhouse.label_studio.webhook` event for this catalog
-  (sent by `labelhouse webhooks`) applies the webhook; one run at a time, so they apply in order.
+- `apply-label-studio-webhooks/on-webhook`: a `labelhouse.label_studio.webhook` event for this catalog
+  (sent by `labelhouse webhooks`) starts a run that collects that project's webhooks into its inbox and
+  applies them many per commit; a burst starts one run (the trigger waits WEBHOOK_THROTTLE between runs),
+  one run at a time, and a sweep every WEBHOOK_SWEEP_SECONDS applies whatever a trigger missed.
 - `ingest-label-studio-pull/scheduled`: pulls the configured Label Studio project on a cron schedule
   (no schedule until a Label Studio URL and project are given).
 - `ingest-s3-bucket/polling`: ingests the objects new under the configured bucket prefix on a cron or
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, cast
 
 from prefect import Flow, serve
@@ -37,15 +40,19 @@ from tasks.flow_tasks.events import (
 from .bucket import ingest_s3_bucket
 from .label_studio import (
     DEFAULT_TOKEN_ENV,
+    apply_label_studio_webhooks,
     ingest_label_studio_export,
     ingest_label_studio_pull,
-    ingest_label_studio_webhook,
 )
 from .maintenance import maintain_catalog
 from .refresh import refresh_dataset
 from .settings import DEFAULT_BUCKET_CRON, DEFAULT_MAINTENANCE_CRON, DEFAULT_PULL_CRON
 
 TAGS = ["labelhouse"]
+# One run per burst of webhooks: the run started by its first webhook collects the rest (see
+# flows.label_studio.WEBHOOK_SETTLE), so a trigger per webhook would only queue runs with nothing to do.
+WEBHOOK_THROTTLE = timedelta(seconds=5)
+WEBHOOK_SWEEP_SECONDS = 300  # a run even without triggers: webhooks whose trigger was missed still land
 
 
 @dataclass(frozen=True)
@@ -81,15 +88,18 @@ def committed_trigger(catalog_uri: str) -> DeploymentEventTrigger:
 
 
 def webhook_trigger(catalog_uri: str) -> DeploymentEventTrigger:
-    """Start the webhook ingest for each webhook event meant for this catalog, with the webhook as payload."""
+    """Start the webhook flow for the project of a webhook event meant for this catalog, once per burst."""
     return DeploymentEventTrigger(
-        name="ingest on webhook",
+        name="apply on webhook",
         expect={WEBHOOK_RECEIVED},
         match={"prefect.resource.id": f"{WEBHOOK_RESOURCE_PREFIX}*", CATALOG_LABEL: catalog_uri},
+        within=WEBHOOK_THROTTLE,
+        # Prefect renders a lone `{{ x }}` through `tojson`, which refuses a UUID or a datetime: hence `string`.
         parameters={
-            "payload": "{{ event.payload }}",
             "catalog": catalog_uri,
             "project": f"{{{{ event.resource['{PROJECT_LABEL}'] }}}}",
+            "event_id": "{{ event.id | string }}",
+            "occurred": "{{ event.occurred | string }}",
         },
     )
 
@@ -101,9 +111,10 @@ def build_deployments(options: ServeOptions) -> list[RunnerDeployment]:
     return [
         _deployment(refresh_dataset, "on-commit", triggers=[committed_trigger(catalog)]),
         _deployment(
-            ingest_label_studio_webhook,
+            apply_label_studio_webhooks,
             "on-webhook",
             triggers=[webhook_trigger(catalog)],
+            interval=WEBHOOK_SWEEP_SECONDS,
             parameters={"catalog": catalog, "project": options.project},
             concurrency_limit=1,
         ),

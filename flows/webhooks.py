@@ -5,9 +5,10 @@ Label Studio POSTs JSON to `/label-studio` with our shared secret in the `X-Labe
 emits nothing: 401 no secret, 403 wrong secret, 413 body over the limit, 415 not JSON, 400 malformed
 JSON, 422 JSON that is not a Label Studio webhook Labelhouse can apply. An accepted webhook is answered
 202 once the Prefect API has taken it as a `labelhouse.label_studio.webhook` event (503 if it cannot be
-reached), which starts the webhook ingest deployment of `labelhouse serve`; a webhook that changes no
-labels (e.g. PROJECT_UPDATED) is answered 200 and not emitted. The same webhook sent again is the same
-event and commits nothing new. Label Studio waits about a second for an answer and never resends, so
+reached), which starts the webhook deployment of `labelhouse serve`: it collects the project's webhook
+events into its inbox and applies them in order, many per commit. A webhook that changes no labels
+(e.g. PROJECT_UPDATED) is answered 200 and not emitted. The same webhook sent again is the same event
+and commits nothing new. Label Studio waits about a second for an answer and never resends, so
 nothing slow happens here.
 """
 

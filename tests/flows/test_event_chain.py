@@ -1,5 +1,5 @@
 """Against a real Prefect server with `labelhouse serve` running: committed events start the refresh
-deployment, webhooks start the webhook ingest deployment, and the Prefect UI shows an ingest run."""
+deployment, webhooks start the webhook deployment, and the Prefect UI shows an ingest run."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from storage import Catalog, DatasetNotFoundError
+from tasks.flow_tasks.webhook_inbox import applied_seq, inbox_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -137,25 +138,31 @@ def annotation_labels(catalog: str, project: str) -> dict[str, list[str]]:
     return {r["submission_id"]: r["labels"] for r in rows.to_pylist()}
 
 
-def test_webhooks_start_the_ingest_deployment_which_commits(
+def test_a_burst_of_webhooks_starts_few_runs_of_the_webhook_deployment_which_apply_all(
     receiver: str, served: Served, prefect_server: PrefectServer
 ) -> None:
     headers = {"Content-Type": "application/json", "X-Labelhouse-Secret": SECRET}
     assert post(receiver, json.dumps(EVENTS[0]).encode(), {"Content-Type": "application/json"})[0] == 401
     assert post(receiver, b"{not json", headers)[0] == 400
-    for payload in (EVENTS[0], EVENTS[5]):  # TASKS_CREATED, then ANNOTATION_UPDATED of annotation 4
+    burst = EVENTS[:7]  # TASKS_CREATED of 3 tasks, annotations 1-5 created, annotation 4 updated to "fog"
+    for payload in burst:
         status, answer = post(receiver, json.dumps(payload).encode(), headers)
         assert status == 202, answer
 
-    def both_applied() -> bool:  # the two runs may finish in either order
+    def all_applied() -> bool:
         cat = Catalog(served.catalog)
         items = cat.dataset("hooks__items").count() if "hooks__items" in cat else 0
-        return items == 3 and annotation_labels(served.catalog, "hooks") == {"annotation:4": ["fog"]}
+        labels = annotation_labels(served.catalog, "hooks")
+        return items == 3 and len(labels) == 5 and labels["annotation:4"] == ["fog"]
 
-    wait_for(both_applied, RUN_TIMEOUT, log=served.log)
-    runs = runs_of(prefect_server, "ingest-label-studio-webhook", Catalog(served.catalog).uri)
-    assert len(runs) == 2  # one per accepted webhook, none for the refused requests
-    assert {r.parameters["project"] for r in runs} == {"hooks"}
+    wait_for(all_applied, RUN_TIMEOUT, log=served.log)
+    cat = Catalog(served.catalog)
+    assert cat.dataset(inbox_name("hooks")).count() == len(burst)
+    assert applied_seq(cat, "hooks") == len(burst)
+    runs = runs_of(prefect_server, "apply-label-studio-webhooks", cat.uri)
+    triggered = [r for r in runs if r.parameters.get("event_id")]  # the others are the sweep schedule's
+    assert 1 <= len(triggered) < len(burst)  # a run collects the webhooks of its burst; refused requests start none
+    assert {r.parameters["project"] for r in triggered} == {"hooks"}
 
 
 def test_a_real_label_studio_sends_webhooks_that_get_committed(

@@ -84,8 +84,8 @@ class WebhookLoad:
     accepted: int
     errors: int
     events: int  # distinct Prefect events the accepted webhooks became
-    applied: int  # of the applied subset, changes found committed exactly once
-    applied_subset: int
+    applied: int  # webhooks found applied exactly once by the webhook flow (run twice over all of them)
+    apply_seconds: float  # the first run of the webhook flow, collecting and applying them all
     p50_ms: float
     p99_ms: float
     per_second: float
@@ -238,10 +238,10 @@ def _process_faults(processes: list[dict[str, Any]], loads: list[dict[str, Any]]
     if loads:
         lines += ["", "Webhook receiver under load (bench/webhooks_load.py, a local httpx client):", ""]
         lines += _table(
-            ["webhooks", "concurrency", "accepted", "errors", "events", "applied (of subset)", "p50 ms", "p99 ms",
-             "webhooks/s"],
-            [[r["webhooks"], r["concurrency"], r["accepted"], r["errors"], r["events"],
-              f"{r['applied']} of {r['applied_subset']}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
-              f"{r['per_second']:.0f}"] for r in loads],
+            ["webhooks", "concurrency", "accepted", "errors", "events", "applied once", "apply s", "p50 ms",
+             "p99 ms", "webhooks/s"],
+            [[r["webhooks"], r["concurrency"], r["accepted"], r["errors"], r["events"], r["applied"],
+              f"{r['apply_seconds']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['per_second']:.0f}"]
+             for r in loads],
         )  # fmt: skip
     return lines
