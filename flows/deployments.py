@@ -94,6 +94,7 @@ def webhook_trigger(catalog_uri: str) -> DeploymentEventTrigger:
         expect={WEBHOOK_RECEIVED},
         match={"prefect.resource.id": f"{WEBHOOK_RESOURCE_PREFIX}*", CATALOG_LABEL: catalog_uri},
         within=WEBHOOK_THROTTLE,
+        for_each={PROJECT_LABEL},  # throttled per project: a run applies only its own project's webhooks
         # Prefect renders a lone `{{ x }}` through `tojson`, which refuses a UUID or a datetime: hence `string`.
         parameters={
             "catalog": catalog_uri,

@@ -34,13 +34,15 @@ def test_prefect_yaml_declares_the_served_deployments(monkeypatch: pytest.Monkey
         for trigger in deployment.get("triggers", []):
             assert set(trigger["parameters"]) <= params, deployment["name"]
         declared[(flow.name, deployment["name"])] = sorted(
-            (e, sorted(t["parameters"]), float(t.get("within", 0)))
+            (e, sorted(t["parameters"]), float(t.get("within", 0)), sorted(t.get("for_each", [])))
             for t in deployment.get("triggers", [])
             for e in t["expect"]
         )
     served = {
         (d.flow_name, d.name): sorted(
-            (e, sorted(t.parameters or {}), t.within.total_seconds()) for t in d.triggers for e in t.expect
+            (e, sorted(t.parameters or {}), t.within.total_seconds(), sorted(t.for_each))
+            for t in d.triggers
+            for e in t.expect
         )
         for d in build_deployments(ServeOptions(catalog=str(REPO / "lakehouse"), project="default"))
     }
