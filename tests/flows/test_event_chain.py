@@ -3,6 +3,7 @@ deployment, webhooks start the webhook deployment, and the Prefect UI shows an i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import urllib.error
@@ -16,9 +17,11 @@ from _flowkit import CONFIG, EXPORT, FIXTURES, LABELHOUSE, REPO, LabelStudio, Pr
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun
+from prefect.events import Event
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from storage import Catalog, DatasetNotFoundError
+from tasks.flow_tasks.events import deliver_webhook
 from tasks.flow_tasks.webhook_inbox import applied_seq, inbox_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -33,6 +36,17 @@ def client_of(server: PrefectServer) -> Iterator[SyncPrefectClient]:
     """A sync Prefect client of the test's server (the harness may point this process elsewhere)."""
     with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
         yield client
+
+
+def emit_webhook(server: PrefectServer, payload: dict[str, Any], catalog_uri: str, project: str) -> Event:
+    """Hand a webhook for `project` to Prefect as the receiver does (a receiver serves one project)."""
+
+    async def deliver() -> Event:
+        async with get_client() as client:
+            return await deliver_webhook(payload, catalog_uri, project, client)
+
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        return asyncio.run(deliver())
 
 
 def runs_of(server: PrefectServer, flow_name: str, catalog: str) -> list[FlowRun]:
@@ -148,6 +162,7 @@ def test_a_burst_of_webhooks_starts_few_runs_of_the_webhook_deployment_which_app
     for payload in burst:
         status, answer = post(receiver, json.dumps(payload).encode(), headers)
         assert status == 202, answer
+    other = emit_webhook(prefect_server, EVENTS[1], Catalog(served.catalog).uri, "other")  # in the same 5 s
 
     def all_applied() -> bool:
         cat = Catalog(served.catalog)
@@ -156,13 +171,16 @@ def test_a_burst_of_webhooks_starts_few_runs_of_the_webhook_deployment_which_app
         return items == 3 and len(labels) == 5 and labels["annotation:4"] == ["fog"]
 
     wait_for(all_applied, RUN_TIMEOUT, log=served.log)
+    # The trigger throttles per project: the other project's webhook started a run of its own.
+    wait_for(lambda: "annotation:1" in annotation_labels(served.catalog, "other"), RUN_TIMEOUT, log=served.log)
     cat = Catalog(served.catalog)
     assert cat.dataset(inbox_name("hooks")).count() == len(burst)
     assert applied_seq(cat, "hooks") == len(burst)
     runs = runs_of(prefect_server, "apply-label-studio-webhooks", cat.uri)
     triggered = [r for r in runs if r.parameters.get("event_id")]  # the others are the sweep schedule's
     assert 1 <= len(triggered) < len(burst)  # a run collects the webhooks of its burst; refused requests start none
-    assert {r.parameters["project"] for r in triggered} == {"hooks"}
+    assert {r.parameters["project"] for r in triggered} == {"hooks", "other"}
+    assert str(other.id) in {r.parameters["event_id"] for r in triggered}
 
 
 def test_a_real_label_studio_sends_webhooks_that_get_committed(
