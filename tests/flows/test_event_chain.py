@@ -165,10 +165,12 @@ def test_a_burst_of_webhooks_starts_few_runs_of_the_webhook_deployment_which_app
     other = emit_webhook(prefect_server, EVENTS[1], Catalog(served.catalog).uri, "other")  # in the same 5 s
 
     def all_applied() -> bool:
+        # A batch's sync state is committed after its rows (see tasks.flow_tasks.sync_state): wait for both.
         cat = Catalog(served.catalog)
         items = cat.dataset("hooks__items").count() if "hooks__items" in cat else 0
         labels = annotation_labels(served.catalog, "hooks")
-        return items == 3 and len(labels) == 5 and labels["annotation:4"] == ["fog"]
+        content = items == 3 and len(labels) == 5 and labels["annotation:4"] == ["fog"]
+        return content and applied_seq(cat, "hooks") == len(burst)
 
     wait_for(all_applied, RUN_TIMEOUT, log=served.log)
     # The trigger throttles per project: the other project's webhook started a run of its own.
