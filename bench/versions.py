@@ -6,11 +6,15 @@ of its rows; one key is edited in every other commit so history() has a long tra
 consecutive keys (a labeling batch of neighbouring tasks), which is how labeling projects usually change.
 Each pattern runs with and without `WriteOptions(log_row_images=True)`: with it, commits copy the old rows
 into their change logs and diff() reads only change logs and the commits' own small files.
+
+A last table diffs across many small commits (a dataset fed by webhooks): with the change-log roll-ups
+that every 10th, 100th and 1,000th commit stores (storage/rollups.py), and with each commit's own log.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -28,6 +32,7 @@ from storage import (
     Catalog,
     WriteOptions,
     datafiles,
+    lineage,
 )
 
 
@@ -35,10 +40,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--commits", type=int, default=100)
+    parser.add_argument("--small-commits", type=int, default=1000, help="commits of 5 rows for the last table")
     args = parser.parse_args()
     for pattern in ("random", "clustered"):
         for preimages in (True, False):
             run(args.rows, args.commits, pattern, preimages)
+    run_small_commits(args.rows // 10, args.small_commits)
 
 
 def wall_and_cpu(fn: Callable[[], Any], repeat: int = 5) -> tuple[tuple[float, float], Any]:
@@ -120,6 +127,36 @@ def run(n: int, commits: int, pattern: str, preimages: bool) -> None:
             ["compact() s", t_compact, f"files {files_before} -> {files_after}"],
             ["read after compaction s", t_read_after, f"{t_read_after / t_full:.2f}x the read before"],
         ],
+    )
+
+
+def run_small_commits(n: int, commits: int, per_commit: int = 5) -> None:
+    """Diffs over the last 10, 100, ... of `commits` upserts of `per_commit` random keys, with and without
+    roll-ups, and the number of change logs each composes."""
+    cat = Catalog(os.path.join(tempfile.mkdtemp(prefix="lh-bench-"), "lake"))
+    ds = cat.create_dataset("labels", label_table(1).schema, ["id"], options=WriteOptions(log_row_images=True))
+    ds.append(label_table(n))
+    rng = np.random.default_rng(5)
+    for c in range(commits):
+        keys = np.unique(rng.choice(n, per_commit, replace=False))
+        ds.upsert(label_table(len(keys), seed=c).set_column(0, "id", pa.array(keys, pa.int64())))
+    ctx = ds._ctx  # the bench reads the engine's lineage to count the logs a diff composes
+    head = ds.snapshot().id
+    spans = [s for s in (10, 100, 1000, 10_000) if s <= commits]
+    plain = functools.partial(lineage.logs_along, use_rollups=False)
+    rows = []
+    for span in spans:
+        path = lineage.first_parent_path(ctx, ctx.log.get(head - span), ctx.log.get(head)) or []
+        (t_rolled, _cpu), diff = wall_and_cpu(lambda: ds.diff(head - span, head))  # noqa: B023
+        with mock.patch("storage.changeset.logs_along", plain):
+            (t_plain, _cpu), same = wall_and_cpu(lambda: ds.diff(head - span, head))  # noqa: B023
+        assert diff.num_rows == same.num_rows
+        logs = f"{len(lineage.logs_along(path))} / {len(plain(path))}"
+        rows.append([f"{span:,}", f"{diff.num_rows:,}", logs, t_rolled, t_plain, f"{t_plain / t_rolled:.1f}x"])
+    show(
+        f"diff over the last N of {commits:,} commits of {per_commit} upserted rows ({n:,}-row table, row images)",
+        ["N commits", "change rows", "logs read (roll-ups / own logs)", "roll-ups s", "own logs s", "speed-up"],
+        rows,
     )
 
 

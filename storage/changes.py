@@ -134,11 +134,16 @@ def _load(store: ObjectStore, path: str, pick: Callable[[list[str]], list[int]] 
             source = pq.ParquetFile(io.BytesIO(data))
             names = source.schema_arrow.names
             return source.read(columns=None if pick is None else [names[i] for i in pick(names)])
-        reader = ipc.open_file(pa.py_buffer(data))
-        if pick is not None:
-            options = ipc.IpcReadOptions(included_fields=pick(reader.schema.names))
-            reader = ipc.open_file(pa.py_buffer(data), options=options)
-        return reader.read_all()
+        if pick is None:
+            return decode(data)
+        names = ipc.open_file(pa.py_buffer(data)).schema.names
+        options = ipc.IpcReadOptions(included_fields=pick(names))
+        return ipc.open_file(pa.py_buffer(data), options=options).read_all()
+
+
+def decode(data: bytes) -> pa.Table:
+    """A change table from the bytes encode() made."""
+    return ipc.open_file(pa.py_buffer(data)).read_all()
 
 
 @contextmanager

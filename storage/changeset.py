@@ -17,9 +17,10 @@ import pyarrow.compute as pc
 
 from . import changes as ch
 from .context import DatasetContext
+from .errors import CorruptDatasetError
 from .formats import POS_COLUMN
 from .groups import first_last, key_groups
-from .lineage import common_ancestor, first_parent_path
+from .lineage import common_ancestor, first_parent_path, logs_along
 from .log import LogEntry
 from .scan import locations
 
@@ -64,8 +65,22 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
     path when the change logs recorded it. Keys come in order of their first change, so FROM_REF ascends
     and TO_REF does for every key changed once: takes from the pool then read it front to back.
     """
+    logs = logs_along(path)
+    try:
+        parts = ch.load_all(ctx.store, logs)
+    except CorruptDatasetError:
+        plain = logs_along(path, use_rollups=False)
+        if plain == logs:
+            raise
+        # A roll-up is only a shortcut: if one is unreadable, the commits' own logs say the same.
+        parts = ch.load_all(ctx.store, plain)
+    return compose(ctx, parts)
+
+
+def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa.Array]:
+    """net_along() of change tables already loaded, oldest first."""
     pks = ctx.meta.primary_keys
-    parts = [p for p in ch.load_all(ctx.store, [e.changes for e in path if e.changes]) if p.num_rows]
+    parts = [p for p in logs if p.num_rows]
     if not parts:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
     # Every log's old-row images, then every log's new-row images, in one array: takes from a chunked pool

@@ -1,11 +1,17 @@
-"""Ancestry of snapshots: parent chains (plus merge parents) and common ancestors."""
+"""Ancestry of snapshots: parent chains (plus merge parents), common ancestors, and the change logs that
+describe a chain (one per commit, or roll-ups of many)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from .context import DatasetContext
 from .log import LogEntry
 
 MERGE_PARENT = "merge_parent"
+# Summary key of a commit that also stored roll-ups: {level: change log path}, each the net change of its
+# first-parent commits with ids in (id - level, id] (storage/rollups.py writes them).
+ROLLUPS = "rollups"
 
 
 def parents(entry: LogEntry) -> list[int]:
@@ -57,3 +63,38 @@ def first_parent_path(ctx: DatasetContext, ancestor: LogEntry, entry: LogEntry) 
         except LookupError:
             return None
     return list(reversed(path)) if current is not None else None
+
+
+def logs_along(path: Sequence[LogEntry], use_rollups: bool = True) -> list[str]:
+    """Change logs whose composition, oldest first, is the net change along `path` (first-parent entries,
+    oldest first, as first_parent_path() returns them).
+
+    From the newest entry back, each step takes the widest roll-up the entry stored that ends inside the
+    path, else the entry's own log: a path of n commits needs at most about 9 logs per roll-up level plus
+    n / (widest level), instead of n.
+    """
+    out: list[str] = []
+    floor = path[0].parent_id if path else None
+    i = len(path) - 1
+    while i >= 0:
+        entry = path[i]
+        widest = _widest_rollup(entry, floor) if use_rollups else None
+        if widest is None:
+            if entry.changes:
+                out.append(entry.changes)
+            i -= 1
+            continue
+        level, log = widest
+        out.append(log)
+        while i >= 0 and path[i].snapshot_id > entry.snapshot_id - level:
+            i -= 1
+    return out[::-1]
+
+
+def _widest_rollup(entry: LogEntry, floor: int | None) -> tuple[int, str] | None:
+    """The widest roll-up of `entry` whose commits all come after snapshot `floor`."""
+    stored = entry.summary.get(ROLLUPS)
+    if not isinstance(stored, dict) or floor is None:
+        return None
+    fitting = [(int(level), str(log)) for level, log in stored.items() if entry.snapshot_id - int(level) >= floor]
+    return max(fitting) if fitting else None

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from . import changes as ch
 from . import manifest as mf
+from . import rollups
 from .context import DatasetContext
 from .errors import CorruptDatasetError, InvalidInputError, StorageError
 from .formats import (
@@ -57,6 +58,7 @@ def referenced(ctx: DatasetContext) -> set[str]:
             out.update(table.column("path").to_pylist())
             out.update(p for p in table.column("dv").to_pylist() if p)
             out.update(p for files in table.column("records").to_pylist() for p in files or [])
+        out.update(rollups.paths(entry))  # they name only files the logs they sum up name
         if entry.changes:
             out.add(entry.changes)
             changes = ch.read(ctx.store, entry.changes)
@@ -99,6 +101,8 @@ def validate(ctx: DatasetContext) -> ValidationReport:
             if entry.changes:
                 ch.load(ctx.store, entry.changes)
                 change_logs += 1
+            for rollup in rollups.paths(entry):
+                ch.load(ctx.store, rollup)
         except StorageError as exc:
             problems.append(f"snapshot {cached.snapshot_id}: {exc}")
     for path, (size, rows) in sorted(data_files.items()):

@@ -22,14 +22,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import changes as ch
-from . import dv, faults
+from . import dv, faults, rollups
 from . import manifest as mf
 from .context import DatasetContext
 from .dv import Positions
-from .errors import CommitConflictError, PrimaryKeyConflictError, VersionNotFoundError
+from .errors import CommitConflictError, PrimaryKeyConflictError, StorageError, VersionNotFoundError
 from .formats import utcnow
 from .inputs import key_values
 from .io import ObjectStore
+from .lineage import ROLLUPS
 from .log import LogEntry
 from .row_images import with_row_images
 
@@ -205,19 +206,24 @@ def _publish(
             ctx.store, ctx.manifest(head), deletes=prep.deletes, removes=prep.removes, added=prep.added
         )
     manifest_path, manifest_data = mf.encode(table)
+    snapshot_id = ctx.log.head + 1
+    rolled = _rollups(ctx, head, prep, snapshot_id)
+    extra = {**vectors, **dict(rolled.values())}  # this attempt's own files, beside the prepared ones
     try:
-        store_all(ctx.store, {**prep.pending, **vectors, manifest_path: manifest_data})
+        store_all(ctx.store, {**prep.pending, **extra, manifest_path: manifest_data})
     except BaseException:
-        for path in [manifest_path, *vectors]:  # no entry names them yet; the pending ones are in `written`
+        for path in [manifest_path, *extra]:  # no entry names them yet; the pending ones are in `written`
             ctx.store.delete(path)
         raise
     prep.pending.clear()
     mf.remember(ctx.store, manifest_path, table, vectors)
     faults.checkpoint("commit.after_manifest")
     summary = {**prep.summary, "rows": mf.live_rows(table), "files": table.num_rows}
-    summary["bytes_written"] = summary.get("bytes_written", 0) + sum(len(v) for v in vectors.values())
+    summary["bytes_written"] = summary.get("bytes_written", 0) + sum(len(v) for v in extra.values())
+    if rolled:
+        summary[ROLLUPS] = {level: path for level, (path, _data) in rolled.items()}
     entry = LogEntry(
-        snapshot_id=ctx.log.head + 1,
+        snapshot_id=snapshot_id,
         parent_id=head.snapshot_id,
         branch=branch,
         created_at=utcnow(),
@@ -242,9 +248,21 @@ def _publish(
     if created:
         faults.checkpoint("commit.after_log")
         return entry
-    for path in [manifest_path, *vectors]:  # this attempt lost the race: its manifest and vectors are garbage
+    for path in [manifest_path, *extra]:  # this attempt lost the race: its manifest, vectors and roll-ups are garbage
         ctx.store.delete(path)
     return None
+
+
+def _rollups(ctx: DatasetContext, head: LogEntry, prep: Prepared, snapshot_id: int) -> dict[str, tuple[str, bytes]]:
+    """rollups.build() for this attempt; none if a log cannot be read (a roll-up is only a shortcut)."""
+    try:
+        if prep.changes is None:
+            return rollups.build(ctx, head, None, snapshot_id)
+        data = prep.pending.get(prep.changes)  # pending on a first attempt, stored by an earlier one
+        own = ch.decode(data) if data is not None else ch.load(ctx.store, prep.changes)
+        return rollups.build(ctx, head, own, snapshot_id)
+    except (StorageError, OSError):
+        return {}
 
 
 def _may_have_landed(ctx: DatasetContext, commit_id: str) -> bool:

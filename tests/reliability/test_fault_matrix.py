@@ -22,6 +22,8 @@ from fault_matrix import (
 )
 from report import record
 
+from storage import rollups
+
 
 def run_matrix(world: World, operation: str, select: Callable[[list[FaultPoint]], list[FaultPoint]]) -> None:
     """Run the selected trials, record them for the report, and fail with the first few broken ones."""
@@ -83,3 +85,13 @@ def test_fault_matrix_local_row_images(local_row_images_world: World, operation:
 def test_fault_matrix_s3_row_images(s3_row_images_world: World, operation: str) -> None:
     # Every fault at the commit: what row images add on S3 is the read of replaced rows before it.
     run_matrix(s3_row_images_world, operation, commit_points)
+
+
+@pytest.mark.parametrize("operation", ["upsert", "merge"])
+def test_fault_matrix_local_rollups(
+    local_row_images_world: World, operation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every fault at every call of a commit that also stores a roll-up (its id is made a roll-up level):
+    reading the logs it sums up and writing it beside the manifest."""
+    monkeypatch.setattr(rollups, "LEVELS", (max(local_row_images_world.versions) + 1,))
+    run_matrix(local_row_images_world, operation, list)

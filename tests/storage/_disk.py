@@ -1,7 +1,8 @@
 """Looking at a dataset directory without the engine, so tests do not trust the code they check.
 
 The layout read here is the on-disk format: `_log/<id>.json` entries naming a manifest (Parquet with
-`path` and `dv` columns) and a change log; data files, deletion vectors, manifests and change logs live
+`path` and `dv` columns) and a change log, plus the roll-up change logs its summary names under
+`rollups`; data files, deletion vectors, manifests and change logs live
 under `data/`, `dv/`, `manifests/` and `changes/`.
 """
 
@@ -45,12 +46,16 @@ def log_entries(root: Path) -> list[dict[str, object]]:
 
 
 def referenced_files(root: Path) -> set[str]:
-    """Files some snapshot references: its manifest and change log, and the manifest's data files and DVs."""
+    """Files some snapshot references: its manifest, change log and roll-ups, and the manifest's data files
+    and DVs."""
     out: set[str] = set()
     for entry in log_entries(root):
         manifest, changes = entry.get("manifest"), entry.get("changes")
         if isinstance(changes, str):
             out.add(changes)
+        summary = entry.get("summary")
+        if isinstance(summary, dict):
+            out.update(summary.get("rollups", {}).values())
         if isinstance(manifest, str):
             out.add(manifest)
             table = pq.read_table(root / manifest, columns=["path", "dv"])
