@@ -33,7 +33,7 @@ def _dataset(catalog: Catalog, row_images: bool) -> Dataset:
     return catalog.create_dataset("ds", SCHEMA, ["id"], options=WriteOptions(log_row_images=row_images))
 
 
-def _edit(ds: Dataset, step: int) -> None:
+def edit(ds: Dataset, step: int) -> None:
     """Commit `step`: relabel a few keys (some again and again), insert one, delete one, now and then compact."""
     if step % 7 == 6:
         ds.compact()
@@ -49,7 +49,7 @@ def _rows(ds: Dataset, version: int) -> dict[int, str | None]:
     return dict(zip(table.column("id").to_pylist(), table.column("label").to_pylist(), strict=True))
 
 
-def _expected(ds: Dataset, start: int, end: int) -> set[tuple[Any, ...]]:
+def expected_diff(ds: Dataset, start: int, end: int) -> set[tuple[Any, ...]]:
     a, b = _rows(ds, start), _rows(ds, end)
     out: set[tuple[Any, ...]] = set()
     out |= {(k, b[k], "insert") for k in b.keys() - a.keys()}
@@ -60,7 +60,7 @@ def _expected(ds: Dataset, start: int, end: int) -> set[tuple[Any, ...]]:
     return out
 
 
-def _diff(ds: Dataset, start: int, end: int) -> set[tuple[Any, ...]]:
+def diff_rows(ds: Dataset, start: int, end: int) -> set[tuple[Any, ...]]:
     table = ds.diff(start, end)
     rows = zip(*(table.column(c).to_pylist() for c in ("id", "label", "_change_type")), strict=True)
     got = list(rows)
@@ -72,7 +72,7 @@ def _diff(ds: Dataset, start: int, end: int) -> set[tuple[Any, ...]]:
 def test_diff_over_rollups_matches_the_versions(catalog: Catalog, row_images: bool) -> None:
     ds = _dataset(catalog, row_images)
     for step in range(125):
-        _edit(ds, step)
+        edit(ds, step)
     ctx = ds._ctx
     head = ctx.log.get(ds.snapshot().id)
     stored = {e.snapshot_id: set(e.summary.get(ROLLUPS, {})) for e in ctx.log.chain(head)}
@@ -82,7 +82,7 @@ def test_diff_over_rollups_matches_the_versions(catalog: Catalog, row_images: bo
     # 4..10 one by one ((0, 10] starts before 3), tens up to 120, then the rest one by one.
     assert len(logs_along(path)) == 7 + 11 + (head.snapshot_id - 120)
     for start, end in [(0, head.snapshot_id), (3, 101), (9, 100), (10, 20), (11, 99), (57, 123), (120, 8)]:
-        assert _diff(ds, start, end) == _expected(ds, start, end), (start, end)
+        assert diff_rows(ds, start, end) == expected_diff(ds, start, end), (start, end)
 
 
 @pytest.mark.parametrize("row_images", [False, True], ids=["files", "row_images"])
@@ -93,11 +93,11 @@ def test_versions_model_with_dense_rollups(dense: None, row_images: bool, tmp_pa
 def test_unreadable_rollup_falls_back_to_the_commit_logs(catalog: Catalog, catalog_root: Path) -> None:
     ds = _dataset(catalog, row_images=True)
     for step in range(30):
-        _edit(ds, step)
+        edit(ds, step)
     broken = rollups.paths(ds._ctx.log.get(20))
     assert broken
     (catalog_root / "ds" / broken[0]).unlink()
-    assert _diff(ds, 1, 30) == _expected(ds, 1, 30)
+    assert diff_rows(ds, 1, 30) == expected_diff(ds, 1, 30)
     with pytest.raises(CorruptDatasetError, match=broken[0]):
         ds.validate()
 
@@ -105,7 +105,7 @@ def test_unreadable_rollup_falls_back_to_the_commit_logs(catalog: Catalog, catal
 def test_vacuum_keeps_rollups_of_live_snapshots_only(catalog: Catalog, catalog_root: Path) -> None:
     ds = _dataset(catalog, row_images=True)
     for step in range(31):
-        _edit(ds, step)
+        edit(ds, step)
     ctx = ds._ctx
     gone = rollups.paths(ctx.log.get(10)) + rollups.paths(ctx.log.get(20))
     kept = rollups.paths(ctx.log.get(30))
@@ -114,7 +114,7 @@ def test_vacuum_keeps_rollups_of_live_snapshots_only(catalog: Catalog, catalog_r
     removed = set(ds.vacuum(grace_period=timedelta(0)).removed)
     assert set(gone) <= removed and not set(kept) & removed
     assert all((catalog_root / "ds" / p).exists() for p in kept)
-    assert _diff(ds, 27, ds.snapshot().id) == _expected(ds, 27, ds.snapshot().id)
+    assert diff_rows(ds, 27, ds.snapshot().id) == expected_diff(ds, 27, ds.snapshot().id)
     ds.validate()
 
 
@@ -131,7 +131,7 @@ def test_no_rollup_beyond_max_rows(catalog: Catalog, monkeypatch: pytest.MonkeyP
 def test_commit_that_lost_a_race_leaves_no_rollup(dense: None, catalog: Catalog, catalog_root: Path) -> None:
     ds = _dataset(catalog, row_images=True)
     for step in range(5):
-        _edit(ds, step)
+        edit(ds, step)
     assert ds.snapshot().id == 5
     raced: list[int] = []
     rival = catalog.dataset("ds")
@@ -149,4 +149,4 @@ def test_commit_that_lost_a_race_leaves_no_rollup(dense: None, catalog: Catalog,
     assert raced and ds.snapshot().id == 7
     assert set(ds._ctx.log.get(6).summary[ROLLUPS]) == {"2"}
     assert unreferenced_files(catalog_root / "ds") == set(), "the losing attempt's roll-up was left behind"
-    assert _diff(ds, 1, 7) == _expected(ds, 1, 7)
+    assert diff_rows(ds, 1, 7) == expected_diff(ds, 1, 7)

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from test_rollups import SCHEMA as ROLLUP_SCHEMA
+from test_rollups import diff_rows, edit, expected_diff
 
 from storage import (
     Catalog,
@@ -40,8 +42,10 @@ from storage import (
     TagExistsError,
     VersionNotFoundError,
     WriteOptions,
+    rollups,
 )
 from storage.io import open_store
+from storage.lineage import ROLLUPS
 
 pytestmark = pytest.mark.integration
 
@@ -370,6 +374,23 @@ def test_diff_and_history(cat: Catalog, open_catalog: Callable[[], Catalog]) -> 
     assert history.column("_change_type").to_pylist() == ["update", "insert"]
     assert history.column("label").to_pylist() == ["b", "a"]
     assert fresh.history(1).column("_change_type").to_pylist() == ["delete", "insert"]
+
+
+def test_diff_over_rollups(cat: Catalog, open_catalog: Callable[[], Catalog], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Roll-ups at every other commit (nested 2, 4, 8): stored beside the commits' files, read by a fresh
+    handle's diffs, kept by vacuum while their snapshot is live."""
+    monkeypatch.setattr(rollups, "LEVELS", (2, 4, 8))
+    ds = cat.create_dataset("ds", ROLLUP_SCHEMA, ["id"], options=WriteOptions(log_row_images=True))
+    for step in range(21):
+        edit(ds, step)
+    assert set(ds.snapshot(16).summary[ROLLUPS]) == {"2", "4", "8"}
+    fresh = open_catalog().dataset("ds")
+    for start, end in [(0, 21), (1, 16), (3, 20), (9, 2)]:
+        assert diff_rows(fresh, start, end) == expected_diff(fresh, start, end), (start, end)
+    fresh.expire(keep_last=6)
+    fresh.vacuum(grace_period=timedelta(0))
+    fresh.validate()
+    assert diff_rows(fresh, 16, 21) == expected_diff(fresh, 16, 21)
 
 
 def test_compact_expire_vacuum_validate(
