@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,8 @@ from .errors import CorruptDatasetError
 from .formats import CHANGES_DIR
 from .io import ObjectStore
 from .lru import ByteLRU
+
+T = TypeVar("T")
 
 INSERT = "insert"
 UPDATE = "update"
@@ -188,9 +191,24 @@ def _row_cached(store_uri: str, store: ObjectStore, path: str, keys: int, row: i
 
 def load_all(store: ObjectStore, paths: Sequence[str]) -> list[pa.Table]:
     """load() of many change tables; from an object store side by side (a diff over many commits opens each
-    of them, and parallel gets take about as long as one). Local files are read in turn: each takes well
+    of them, and parallel gets take about as long as one)."""
+    return _each(store, paths, lambda path: load(store, path))
+
+
+def stored_bytes(store: ObjectStore, paths: Sequence[str]) -> int:
+    """Total size of the change logs at `paths` as stored."""
+    return sum(_each(store, paths, lambda path: _sized(store, path)))
+
+
+def _sized(store: ObjectStore, path: str) -> int:
+    with _log_errors(store, path):
+        return store.size(path)
+
+
+def _each(store: ObjectStore, paths: Sequence[str], fn: Callable[[str], T]) -> list[T]:
+    """fn() of each path, side by side on an object store. Local files are done in turn: each takes well
     under a millisecond, less than handing it to a thread."""
     if len(paths) < 2 or store.local_path(paths[0]) is not None:
-        return [load(store, p) for p in paths]
+        return [fn(p) for p in paths]
     with ThreadPoolExecutor(max_workers=min(len(paths), 8)) as pool:
-        return list(pool.map(lambda path: load(store, path), paths))
+        return list(pool.map(fn, paths))

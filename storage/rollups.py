@@ -24,9 +24,11 @@ from .lineage import ROLLUPS, logs_along
 from .log import LogEntry
 
 LEVELS = (10, 100, 1000)
-# Change rows one roll-up may compose. Beyond that the commit writing it would hold too much in memory, and
-# the logs are large enough that what each costs beyond its rows no longer matters.
+# Change rows, and stored bytes of change logs, one roll-up may compose. Beyond that the commit writing it
+# would hold too much in memory (row images of wide rows are large), and the logs are large enough that what
+# each costs beyond its rows no longer matters.
 MAX_ROWS = 500_000
+MAX_BYTES = 64 << 20
 _COUNTS = ("rows_inserted", "rows_updated", "rows_deleted", "rows_rewritten")
 _KINDS = pa.array([ch.INSERT, ch.UPDATE, ch.DELETE, ch.MOVE])
 
@@ -44,7 +46,7 @@ def build(
     `own`: {level: (path, bytes)}.
 
     None are due when a commit in range was expired, the range reaches the dataset's first snapshot (no diff
-    could use it), or it holds more than MAX_ROWS changes.
+    could use it), or its logs hold more than MAX_ROWS changes or MAX_BYTES.
     """
     out: dict[str, tuple[str, bytes]] = {}
     for level in (lv for lv in LEVELS if snapshot_id % lv == 0):
@@ -52,7 +54,10 @@ def build(
         rows = _rows(window) if window else None
         if window is None or rows is None or rows + (own.num_rows if own is not None else 0) > MAX_ROWS:
             continue
-        tables = ch.load_all(ctx.store, logs_along(window))
+        logs = logs_along(window)
+        if ch.stored_bytes(ctx.store, logs) > MAX_BYTES:
+            continue
+        tables = ch.load_all(ctx.store, logs)
         if own is not None:
             tables.append(own)
         if len(tables) > 1:

@@ -150,3 +150,17 @@ def test_commit_that_lost_a_race_leaves_no_rollup(dense: None, catalog: Catalog,
     assert set(ds._ctx.log.get(6).summary[ROLLUPS]) == {"2"}
     assert unreferenced_files(catalog_root / "ds") == set(), "the losing attempt's roll-up was left behind"
     assert diff_rows(ds, 1, 7) == expected_diff(ds, 1, 7)
+
+
+@pytest.mark.parametrize("spare", [0, -1], ids=["fits", "one_byte_over"])
+def test_no_rollup_beyond_max_bytes(
+    catalog: Catalog, catalog_root: Path, monkeypatch: pytest.MonkeyPatch, spare: int
+) -> None:
+    ds = _dataset(catalog, row_images=True)
+    for step in range(9):
+        ds.upsert(pa.table({"id": [step], "label": ["x" * 1000]}, schema=SCHEMA))
+    window = [e.changes for e in ds._ctx.log.entries() if e.changes and e.snapshot_id > 0]
+    assert len(window) == 9
+    monkeypatch.setattr(rollups, "MAX_BYTES", sum((catalog_root / "ds" / p).stat().st_size for p in window) + spare)
+    assert ds.upsert(pa.table({"id": [99], "label": ["y"]}, schema=SCHEMA)).id == 10
+    assert (ROLLUPS in ds.snapshot().summary) == (spare == 0)
