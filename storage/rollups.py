@@ -39,6 +39,11 @@ def paths(entry: LogEntry) -> list[str]:
     return [str(p) for p in stored.values()] if isinstance(stored, dict) else []
 
 
+def due(snapshot_id: int) -> bool:
+    """Whether the commit that becomes `snapshot_id` stores roll-ups (when its window allows)."""
+    return any(snapshot_id % level == 0 for level in LEVELS)
+
+
 def build(
     ctx: DatasetContext, parent: LogEntry, own: pa.Table | None, snapshot_id: int
 ) -> dict[str, tuple[str, bytes]]:

@@ -255,6 +255,8 @@ def _publish(
 
 def _rollups(ctx: DatasetContext, head: LogEntry, prep: Prepared, snapshot_id: int) -> dict[str, tuple[str, bytes]]:
     """rollups.build() for this attempt; none if a log cannot be read (a roll-up is only a shortcut)."""
+    if not rollups.due(snapshot_id):
+        return {}
     try:
         if prep.changes is None:
             return rollups.build(ctx, head, None, snapshot_id)
