@@ -132,21 +132,28 @@ def _load(store: ObjectStore, path: str, pick: Callable[[list[str]], list[int]] 
     """A change table, or the columns `pick` chooses by index from its column names; the others are not
     decoded (row images are most of a log's bytes)."""
     with _log_errors(store, path):
-        data = store.read_bytes(path)
         if path.endswith(".parquet"):
-            source = pq.ParquetFile(io.BytesIO(data))
+            source = pq.ParquetFile(io.BytesIO(store.read_bytes(path)))
             names = source.schema_arrow.names
             return source.read(columns=None if pick is None else [names[i] for i in pick(names)])
-        if pick is None:
-            return decode(data)
-        names = ipc.open_file(pa.py_buffer(data)).schema.names
-        options = ipc.IpcReadOptions(included_fields=pick(names))
-        return ipc.open_file(pa.py_buffer(data), options=options).read_all()
+        with _open(store, path) as file:
+            if pick is None:
+                return ipc.open_file(file).read_all()
+            options = ipc.IpcReadOptions(included_fields=pick(ipc.open_file(file).schema.names))
+            return ipc.open_file(file, options=options).read_all()
 
 
 def decode(data: bytes) -> pa.Table:
     """A change table from the bytes encode() made."""
     return ipc.open_file(pa.py_buffer(data)).read_all()
+
+
+def _open(store: ObjectStore, path: str) -> pa.NativeFile:
+    """An Arrow change log for reading: memory-mapped when the store is local (the columns a caller reads
+    are then never copied: reading a diff's logs into memory first cost as much as the rest of the diff),
+    else fetched whole."""
+    local = store.local_path(path)
+    return pa.memory_map(local) if local is not None else pa.BufferReader(store.read_bytes(path))
 
 
 @contextmanager
