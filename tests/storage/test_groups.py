@@ -48,3 +48,22 @@ def test_one_key_column_and_chunked_input() -> None:
 def test_no_key_columns_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one key column"):
         key_groups(pa.table({}))
+
+
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=40),
+    st.sampled_from(["int8", "int64", "uint64"]),
+    st.integers(0, 5),
+)
+def test_integer_keys_group_as_a_hash_would(values: list[int], kind: str, spread: int) -> None:
+    """Integer keys spanning a narrow range take a table indexed by value; wide ones a hash. Both number
+    keys by first appearance."""
+    info = np.iinfo(kind)
+    base = min(max(values[0], info.min), info.max - 50 * spread)
+    narrow = [base + v % (spread * 10 + 1) for v in values]  # within the table's reach
+    for column in (narrow, [min(max(v, info.min), info.max) for v in values]):
+        order: dict[int, int] = {}
+        for v in column:
+            order.setdefault(v, len(order))
+        ids, count = key_groups(pa.table({"k": pa.array(column, getattr(pa, kind)())}))
+        assert count == len(order) and ids.tolist() == [order[v] for v in column]
