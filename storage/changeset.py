@@ -62,8 +62,8 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
     """Per key touched along `path` (oldest first): location before the first and after the last commit.
 
     Also the row-image pool of the path: FROM_REF and TO_REF index the key's content before and after the
-    path when the change logs recorded it. Keys come in order of their first change, so FROM_REF ascends
-    and TO_REF does for every key changed once: takes from the pool then read it front to back.
+    path when the change logs recorded it. Keys changed once come first, in order of their change, so their
+    FROM_REF and TO_REF ascend together: pooled_rows() then reads the pool front to back.
     """
     logs = logs_along(path)
     try:
@@ -98,6 +98,11 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     is_move = _is(change, ch.MOVE)
     first, last = first_last(ids, count)
     first_real, last_real = first_last(ids, count, ~is_move) if is_move.any() else (first, last)
+    # Keys changed once first (net_along()'s order); keys changed again follow.
+    once = first_real == last_real
+    if not once.all():
+        order = np.concatenate([np.flatnonzero(once), np.flatnonzero(~once)])
+        first, last, first_real, last_real = first[order], last[order], first_real[order], last_real[order]
     absent_before = _is(change, ch.INSERT)[first]
     absent_after = _is(change, ch.DELETE)[last]
     logged = pc.is_valid(pool).to_numpy(zero_copy_only=False)
@@ -165,6 +170,9 @@ def net_images(
     b, pool_b = net_along(ctx, to_end)
     if a.num_rows == 0:
         return _drop_unchanged(b, keep_moves), pool_b
+    if b.num_rows == 0:  # `end` is an ancestor of `start`: the path's net change backwards
+        backwards = [*pks, TO_FILE, TO_POS, FROM_FILE, FROM_POS, MOVE_ONLY, TO_REF, FROM_REF]
+        return _drop_unchanged(a.select(backwards).rename_columns(a.column_names), keep_moves), pool_a
     names = [FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY, FROM_REF, TO_REF]
     a = a.append_column("_in_a", pa.array(np.ones(a.num_rows, dtype=bool))).rename_columns(
         [*pks, *(f"a{c}" for c in names), "_in_a"]
@@ -266,6 +274,16 @@ def rows_known(
     return table.take(pa.array(np.argsort(np.concatenate([hit, miss]), kind="stable")))
 
 
+def _ascending_run(refs: np.ndarray[Any, np.dtype[np.int64]]) -> int:
+    """How many of `refs` at the front strictly ascend, 0 if they are too few or too spread out for a
+    filter of the pool between the first and last of them to beat a take."""
+    if len(refs) < 2:
+        return 0
+    falls = np.flatnonzero(refs[1:] <= refs[:-1])
+    run = int(falls[0]) + 1 if len(falls) else len(refs)
+    return run if run >= 64 and refs[run - 1] - refs[0] < 8 * run else 0
+
+
 def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: pa.Array, columns: list[str]) -> pa.Table:
     """The rows at `refs` (none null) of the row-image pool, as `columns`.
 
@@ -273,6 +291,20 @@ def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: pa.
     pool's own nulls (changes without images) are never referenced, so its fields are taken as they are.
     """
     physical = ctx.layout.physical_columns(columns)
-    stored = pa.Table.from_arrays([pc.take(pool.field(c), refs) for c in physical], names=physical)
+    at = np.asarray(refs.to_numpy(zero_copy_only=False), dtype=np.int64)
+    ascending = _ascending_run(at)
+    fields = [pool.field(c) for c in physical]
+    if ascending:  # a filter reads the pool front to back, several times faster than a take
+        low = int(at[0])
+        mask = np.zeros(int(at[ascending - 1]) - low + 1, dtype=bool)
+        mask[at[:ascending] - low] = True
+        selected = pa.array(mask)
+        fields = [
+            pa.chunked_array([f.slice(low, len(mask)).filter(selected), f.take(pa.array(at[ascending:]))])
+            for f in fields
+        ]
+    else:
+        fields = [f.take(pa.array(at)) for f in fields]
+    stored = pa.Table.from_arrays(fields, names=physical)
     schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
     return ctx.layout.resolve(stored, columns).cast(schema)
