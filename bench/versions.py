@@ -48,28 +48,20 @@ def main() -> None:
     run_small_commits(args.rows // 10, args.small_commits)
 
 
-def wall_and_cpu(fn: Callable[[], Any], repeat: int = 5) -> tuple[tuple[float, float], Any]:
-    """Median wall and process CPU seconds of `fn` over `repeat` runs, and its last result."""
-    walls, cpus, result = [], [], None
+def alternating(*fns: Callable[[], Any], repeat: int = 7) -> list[tuple[float, float, Any]]:
+    """Per function: median wall and process CPU seconds over `repeat` runs taken in turn with the others
+    (so all see the same page cache and machine load: this machine's scan time alone varies 2x from run
+    to run), and its last result."""
+    walls: list[list[float]] = [[] for _ in fns]
+    cpus: list[list[float]] = [[] for _ in fns]
+    results: list[Any] = [None] * len(fns)
     for _ in range(repeat):
-        c0, t0 = time.process_time(), time.perf_counter()
-        result = fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return (float(np.median(walls)), float(np.median(cpus))), result
-
-
-def interleaved(before: Callable[[], Any], after: Callable[[], Any], repeat: int = 5) -> tuple[float, float, Any]:
-    """Median wall seconds of two reads run in turn (so both see the same page cache and machine load), and
-    the last result of `after`."""
-    times: tuple[list[float], list[float]] = ([], [])
-    result = None
-    for _ in range(repeat):
-        for spent, fn in zip(times, (before, after), strict=True):
-            t0 = time.perf_counter()
-            result = fn()
-            spent.append(time.perf_counter() - t0)
-    return float(np.median(times[0])), float(np.median(times[1])), result
+        for i, fn in enumerate(fns):
+            c0, t0 = time.process_time(), time.perf_counter()
+            results[i] = fn()
+            walls[i].append(time.perf_counter() - t0)
+            cpus[i].append(time.process_time() - c0)
+    return [(float(np.median(w)), float(np.median(c)), r) for w, c, r in zip(walls, cpus, results, strict=True)]
 
 
 def pick_keys(rng: np.random.Generator, n: int, k: int, pattern: str) -> np.ndarray:
@@ -102,8 +94,9 @@ def run(n: int, commits: int, pattern: str, preimages: bool) -> None:
     last = ds.snapshot()
     edits = 1 + (commits + 1) // 2
 
-    (t_full, cpu_full), full = wall_and_cpu(lambda: ds.read_all())
-    (t_diff, cpu_diff), diff = wall_and_cpu(lambda: ds.diff(first.id, last.id))
+    (t_full, cpu_full, full), (t_diff, cpu_diff, diff) = alternating(
+        lambda: ds.read_all(), lambda: ds.diff(first.id, last.id)
+    )
     opened: list[str] = []
     real = datafiles.read_positions
 
@@ -116,7 +109,9 @@ def run(n: int, commits: int, pattern: str, preimages: bool) -> None:
     files_before = ds.manifest().num_rows
     t_compact, _ = timed(lambda: ds.compact())
     files_after = ds.manifest().num_rows
-    t_read_before, t_read_after, after = interleaved(lambda: ds.read_all(version=last.id), ds.read_all)
+    (t_read_before, _cpu, _before), (t_read_after, _cpu, after) = alternating(
+        lambda: ds.read_all(version=last.id), ds.read_all, repeat=5
+    )
     assert after.num_rows == full.num_rows
     assert hist.num_rows == edits, (hist.num_rows, edits)
     show(
@@ -164,9 +159,16 @@ def run_small_commits(n: int, commits: int, per_commit: int = 5) -> None:
     rows = []
     for span in spans:
         path = lineage.first_parent_path(ctx, ctx.log.get(head - span), ctx.log.get(head)) or []
-        (t_rolled, _cpu), diff = wall_and_cpu(lambda: ds.diff(head - span, head))  # noqa: B023
-        with mock.patch("storage.changeset.logs_along", plain):
-            (t_plain, _cpu), same = wall_and_cpu(lambda: ds.diff(head - span, head))  # noqa: B023
+
+        def own_logs(start: int = head - span) -> Any:
+            with mock.patch("storage.changeset.logs_along", plain):
+                return ds.diff(start, head)
+
+        (t_rolled, _cpu, diff), (t_plain, _cpu, same) = alternating(
+            lambda: ds.diff(head - span, head),  # noqa: B023
+            own_logs,
+            repeat=5,
+        )
         assert diff.num_rows == same.num_rows
         logs = f"{len(lineage.logs_along(path))} / {len(plain(path))}"
         rows.append([f"{span:,}", f"{diff.num_rows:,}", logs, t_rolled, t_plain, f"{t_plain / t_rolled:.1f}x"])
