@@ -3,6 +3,7 @@
 Never imports Prefect, checks, tasks or flows.
 """
 
+from .arrow_cache import ArrowCacheOptions
 from .catalog import Catalog
 from .context import RecordCacheOptions
 from .datafiles import WriteOptions
@@ -29,6 +30,7 @@ from .vector_index import IndexRefreshStats, VectorIndex
 from .views import MaterializedView, RefreshInProgressError, RefreshStats, View
 
 __all__ = [
+    "ArrowCacheOptions",
     "BranchExistsError",
     "Catalog",
     "CommitConflictError",

@@ -13,6 +13,7 @@ import pyarrow as pa
 from . import convert
 from . import manifest as mf
 from . import sql as sql_engine
+from .arrow_cache import ArrowCache, ArrowCacheOptions
 from .context import DatasetContext, DatasetMeta, RecordCacheOptions
 from .datafiles import WriteOptions
 from .dataset import DEFAULT_BRANCH, Dataset
@@ -103,11 +104,14 @@ class Catalog:
         *,
         wrap_store: StoreWrapper | None = None,
         record_cache: RecordCacheOptions | None = None,
+        arrow_cache: ArrowCacheOptions | None = None,
         **storage_options: Any,
     ) -> None:
         """Open the catalog at `uri`; `storage_options` configure S3 (endpoint_url, region, keys).
 
         `record_cache` bounds the local cache of record files read from S3 (directory, max_bytes).
+        `arrow_cache` keeps decoded, memory-mapped copies of the data files reads touch (see arrow_cache);
+        by default the directory in $LABELHOUSE_ARROW_CACHE if set, else none.
         `wrap_store` is applied to the root store once; every dataset, view and index store derives from
         the wrapped one through child(), so the wrapper sees every request (tests inject faults this way).
         It is not part of spec(): processes that reopen the catalog (Ray workers) get the plain store.
@@ -115,6 +119,8 @@ class Catalog:
         self._uri = os.fspath(uri)
         self._options = dict(storage_options)
         self._record_cache = record_cache
+        arrow_options = arrow_cache or ArrowCacheOptions.from_env()
+        self._arrow_cache = ArrowCache(arrow_options) if arrow_options else None
         store = open_store(self._uri, **storage_options)
         self._store: ObjectStore = store if wrap_store is None else wrap_store(store)
         self._open: dict[str, DatasetContext] = {}
@@ -187,7 +193,7 @@ class Catalog:
         return meta if same else None
 
     def _first_snapshot(self, name: str, store: ObjectStore, meta: DatasetMeta) -> Dataset:
-        ctx = DatasetContext(name, store, meta, self._record_cache)
+        ctx = DatasetContext(name, store, meta, self._record_cache, self._arrow_cache)
         empty = mf.write(store, mf.empty(ctx.manifest_schema))
         first = LogEntry(
             snapshot_id=0,
@@ -217,7 +223,7 @@ class Catalog:
             ctx = self._open.get(name)
         if ctx is None:
             try:
-                ctx = DatasetContext.open(name, self._store.child(name), self._record_cache)
+                ctx = DatasetContext.open(name, self._store.child(name), self._record_cache, self._arrow_cache)
             except FileNotFoundError as exc:
                 raise DatasetNotFoundError(
                     f"no dataset {name!r} in {self.uri}; datasets here: {self.datasets()}"

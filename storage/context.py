@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import manifest as mf
+from .arrow_cache import ArrowCache
 from .datafiles import ROW_GROUPS, Layout, WriteOptions, read_physical, read_positions, write_data_file
 from .errors import CorruptDatasetError
 from .formats import (
@@ -82,11 +83,17 @@ class DatasetContext:
     """Shared state of one open dataset; every branch handle of it uses the same context (and caches)."""
 
     def __init__(
-        self, name: str, store: ObjectStore, meta: DatasetMeta, cache: RecordCacheOptions | None = None
+        self,
+        name: str,
+        store: ObjectStore,
+        meta: DatasetMeta,
+        cache: RecordCacheOptions | None = None,
+        arrow_cache: ArrowCache | None = None,
     ) -> None:
         self.name = name
         self.store = store
         self.meta = meta
+        self.arrow_cache = arrow_cache
         self.log = Log(store)
         self.tags = Tags(store)
         self.stat_fields = stat_fields(meta.schema, set(meta.record_fields))
@@ -97,10 +104,12 @@ class DatasetContext:
         )
 
     @staticmethod
-    def open(name: str, store: ObjectStore, cache: RecordCacheOptions | None = None) -> DatasetContext:
+    def open(
+        name: str, store: ObjectStore, cache: RecordCacheOptions | None = None, arrow_cache: ArrowCache | None = None
+    ) -> DatasetContext:
         """Read a dataset's metadata; FileNotFoundError if there is none."""
         meta = DatasetMeta.from_json(store.read_bytes(META_FILE), f"{store.uri}/{META_FILE}")
-        return DatasetContext(name, store, meta, cache)
+        return DatasetContext(name, store, meta, cache, arrow_cache)
 
     @property
     def key_schema(self) -> pa.Schema:
@@ -117,7 +126,7 @@ class DatasetContext:
 
     def files(self, entry: LogEntry) -> SnapshotFiles:
         """A reader's view of a snapshot."""
-        return SnapshotFiles(self.store, self.layout, self.manifest(entry), self.stat_fields)
+        return SnapshotFiles(self.store, self.layout, self.manifest(entry), self.stat_fields, self.arrow_cache)
 
     def write_data(self, table: pa.Table) -> dict[str, Any]:
         """Write one data file of rows in the dataset's schema; returns its manifest row."""

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from . import diskcache
 from .errors import CorruptDatasetError
 from .formats import RECORDS_DIR
 from .io import ObjectStore
@@ -268,19 +269,16 @@ class RecordReader:
     def _download(self, path: str, target: str) -> None:
         expected = self._store.size(path)
         if os.path.exists(target) and os.path.getsize(target) == expected:
-            os.utime(target)  # recently used: evicted last
+            diskcache.touch(target)
             return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.{uuid.uuid4().hex}.part"
-        try:
+
+        def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 f.write(self._store.read_bytes(path))
             if os.path.getsize(tmp) != expected:
                 raise CorruptDatasetError(f"{self._store.uri}/{path}: downloaded record file has the wrong size")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        diskcache.publish(target, write)
 
     def _open(self, path: str) -> Any:
         from array_record.python.array_record_module import ArrayRecordReader
@@ -316,7 +314,7 @@ class RecordReader:
         if self._store.local_path(path) is not None:
             return list(self._reader(path).read(positions))
         cache, target = self._cache_path(path)
-        with _pinned(target):
+        with diskcache.pinned(target):
             if not os.path.exists(target):  # evicted since its reader was opened: fetch it again
                 with self._lock:
                     self._readers.pop(path, None)
@@ -324,8 +322,7 @@ class RecordReader:
                 got = list(self._reader(path).read(positions))
             except RuntimeError as exc:
                 raise CorruptDatasetError(f"{self._store.uri}/{path}: record file is unreadable ({exc})") from exc
-        with _CACHE_LOCK:
-            _trim(cache, self._cache_bytes)
+        diskcache.trim(cache, self._cache_bytes)
         return got
 
     def read_one(self, path: str, position: int) -> bytes:
@@ -356,43 +353,3 @@ class RecordReader:
             with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
                 list(pool.map(fetch, groups.items()))
         return out
-
-
-_CACHE_LOCK = threading.Lock()
-_IN_USE: dict[str, int] = {}  # cached files being read right now (by this process's threads)
-
-
-@contextlib.contextmanager
-def _pinned(target: str) -> Iterator[None]:
-    with _CACHE_LOCK:
-        _IN_USE[target] = _IN_USE.get(target, 0) + 1
-    try:
-        yield
-    finally:
-        with _CACHE_LOCK:
-            _IN_USE[target] -= 1
-            if not _IN_USE[target]:
-                del _IN_USE[target]
-
-
-def _trim(cache: str, limit: int) -> None:
-    """Evict least recently used cached files until the cache fits `limit` bytes; files being read and
-    downloads in flight stay."""
-    entries = []
-    for dirpath, _dirs, names in os.walk(cache):
-        for n in names:
-            full = os.path.join(dirpath, n)
-            if n.endswith(".part") or full in _IN_USE:
-                continue
-            try:
-                st = os.stat(full)
-            except FileNotFoundError:
-                continue
-            entries.append((st.st_mtime, st.st_size, full))
-    total = sum(e[1] for e in entries)
-    for _mtime, size, full in sorted(entries):
-        if total <= limit:
-            break
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(full)
-        total -= size

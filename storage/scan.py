@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from . import dv, stats
 from . import manifest as mf
+from .arrow_cache import ArrowCache
 from .datafiles import Layout
 from .errors import CorruptDatasetError, InvalidInputError
 from .formats import POS_COLUMN
@@ -36,6 +37,7 @@ class SnapshotFiles:
     layout: Layout
     manifest: pa.Table
     stat_fields: list[pa.Field]
+    cache: ArrowCache | None = None  # read data files through decoded copies
 
     @property
     def schema(self) -> pa.Schema:
@@ -288,6 +290,29 @@ def _two_phase(
             done = end
 
 
+def _cached(
+    snap: SnapshotFiles,
+    cache: ArrowCache,
+    row: dict[str, Any],
+    physical: list[str],
+    filter: pc.Expression | None,
+    batch_size: int | None,
+) -> Iterator[pa.RecordBatch]:
+    """The live rows of one data file matching `filter`, from its decoded copy (no decoding, and no copy
+    of batches without deletions when unfiltered)."""
+    table = cache.table(snap.store, row, snap.physical_schema)
+    deleted = mf.deleted_positions(snap.store, row)
+    if filter is not None:
+        table = _live(table.filter(filter), deleted)
+        deleted = deleted[:0]
+    start = 0
+    for batch in table.select(physical).to_batches(max_chunksize=batch_size):
+        live = _live_range(batch, deleted, start) if len(deleted) else batch
+        start += batch.num_rows
+        if live.num_rows:
+            yield live
+
+
 def _resolve(layout: Layout, batch: pa.RecordBatch, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
     """The asked-for columns of a batch of physical columns, record fields fetched (one batch, no copies)."""
     if not any(c in layout.record_fields for c in columns):
@@ -316,6 +341,11 @@ def file_batches(
             first = [c for c in physical if c in needed and c != POS_COLUMN] + [POS_COLUMN]
 
     def parts() -> Iterator[tuple[dict[str, Any], pa.RecordBatch]]:
+        if snap.cache is not None:
+            for row, _fragment in selected:
+                for batch in _cached(snap, snap.cache, row, physical, filter, batch_size):
+                    yield row, batch
+            return
         run: list[tuple[dict[str, Any], pads.Fragment]] = []  # files read by one scan
         for row, fragment in selected:
             if first and filter is not None and _worth_two_phases(fragment, first, filter):

@@ -192,3 +192,14 @@ def mutate_or_compact(
             outcome = f"{type(exc).__name__}: {exc}"
         reports.append(CommitReport(worker, seq, operation, rows, outcome))
     out.put(reports)
+
+
+def cached_reader(root: str, name: str, cache_dir: str, worker: int, barrier: Barrier, out: Queue[Any]) -> None:
+    """Read the whole dataset through an Arrow cache, at the same moment as the other workers, and report
+    the rows it saw (sorted by id)."""
+    from storage import ArrowCacheOptions
+
+    ds = Catalog(root, arrow_cache=ArrowCacheOptions(cache_dir)).dataset(name)
+    barrier.wait(timeout=BARRIER_TIMEOUT)
+    rows = ds.read_all().sort_by("id").to_pylist()
+    out.put((worker, rows))

@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 )
 
 from storage import (
+    ArrowCacheOptions,
     Catalog,
     InvalidInputError,
     PrimaryKeyConflictError,
@@ -64,12 +65,14 @@ def key_universe(layout: Layout) -> list[Key]:
 class DatasetMachine(RuleBasedStateMachine):
     """One dataset, one model, random operations on both."""
 
-    def __init__(self, layout: Layout, base: Path) -> None:
+    def __init__(self, layout: Layout, base: Path, arrow_cache: bool = False) -> None:
         super().__init__()
         self.layout = layout
         self.keys = key_universe(layout)
         self.tmp = Path(tempfile.mkdtemp(dir=base))  # one directory per example: examples never share state
-        self.catalog = Catalog(self.tmp / "lake")
+        # A budget of a few small files: reads fill, hit and evict entries all the time.
+        cache = ArrowCacheOptions(str(self.tmp / "cache"), max_bytes=16_000) if arrow_cache else None
+        self.catalog = Catalog(self.tmp / "lake", arrow_cache=cache)
         self.ds = self.catalog.create_dataset(
             "model",
             layout.schema,
@@ -271,10 +274,11 @@ class DatasetMachine(RuleBasedStateMachine):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+@pytest.mark.parametrize("arrow_cache", [False, True], ids=["parquet", "arrow_cache"])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.name)
-def test_dataset_matches_model(layout: Layout, tmp_path: Path) -> None:
+def test_dataset_matches_model(layout: Layout, arrow_cache: bool, tmp_path: Path) -> None:
     run_state_machine_as_test(
-        lambda: DatasetMachine(layout, tmp_path),
+        lambda: DatasetMachine(layout, tmp_path, arrow_cache),
         settings=settings(
             max_examples=30,
             stateful_step_count=25,

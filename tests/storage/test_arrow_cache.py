@@ -1,0 +1,193 @@
+"""Reads through the Arrow cache: the same rows as Parquet reads, filled once, damaged entries dropped,
+within its byte budget, and never the reason a read fails."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from multiprocessing.context import SpawnContext
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from _procs import cached_reader
+from test_concurrency import WORKERS, run_workers
+
+import storage.arrow_cache
+from storage import ArrowCacheOptions, Catalog, CorruptDatasetError, Dataset, WriteOptions
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("image", pa.binary()),
+    ]
+)
+ROWS = 3_000
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A catalog with dataset `ds`: 3,000 rows in 3 files, a record field, rows deleted and updated."""
+    lake = tmp_path / "lake"
+    ds = Catalog(lake).create_dataset(
+        "ds", SCHEMA, ["id"], record_fields=["image"], options=WriteOptions(max_rows_per_file=1_000)
+    )
+    ids = list(range(ROWS))
+    ds.append(
+        {
+            "id": ids,
+            "label": [("cat", "dog", None)[i % 3] for i in ids],
+            "score": [i / ROWS for i in ids],
+            "image": [bytes([i % 251]) * (i % 4) for i in ids],
+        }
+    )
+    ds.delete(keys=[5, 1_500, 2_999])  # deletion vectors in every file
+    ds.upsert({"id": [7, 3_000], "label": ["bird", "new"], "score": [0.5, 1.0], "image": [b"x", None]})
+    return lake
+
+
+def cached(root: Path, cache: Path, max_bytes: int = 1 << 30) -> Dataset:
+    return Catalog(root, arrow_cache=ArrowCacheOptions(str(cache), max_bytes)).dataset("ds")
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [None, pc.field("label") == "cat", (pc.field("score") > 0.2) & (pc.field("score") < 0.21), pc.scalar(False)],
+    ids=str,
+)
+@pytest.mark.parametrize("columns", [None, ["score", "id"], ["image", "id"]], ids=str)
+@pytest.mark.parametrize("batch_size", [None, 97])
+def test_reads_match_parquet_reads(
+    root: Path, tmp_path: Path, flt: pc.Expression | None, columns: list[str] | None, batch_size: int | None
+) -> None:
+    plain = Catalog(root).dataset("ds")
+    through = cached(root, tmp_path / "cache")
+    want = plain.read_all(filter=flt, columns=columns)
+    for _ in range(2):  # the first read fills the cache, the second reads only from it
+        assert through.read_all(filter=flt, columns=columns).equals(want)
+        batches = list(through.read(filter=flt, columns=columns, batch_size=batch_size))
+        assert all(b.num_rows <= (batch_size or ROWS) for b in batches)
+        assert pa.Table.from_batches(batches, want.schema).equals(want)
+    assert through.read_all(version=1).equals(plain.read_all(version=1))
+    assert through.take([7, 5, 2_998]).equals(plain.take([7, 5, 2_998]))
+    assert through.count(filter=flt) == plain.count(filter=flt)
+
+
+def test_a_filled_cache_decodes_nothing(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    want = cached(root, cache).read_all()
+    assert len(entries(cache)) == len(Catalog(root).dataset("ds").files())
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("decoded a data file the cache holds")
+
+    monkeypatch.setattr(storage.arrow_cache, "_decode", refuse)
+    assert cached(root, cache).read_all().equals(want)  # a new catalog: nothing held in memory
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other_file"])
+def test_a_damaged_entry_is_dropped_and_refilled(
+    root: Path, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    want = cached(root, cache).read_all()
+    first, second = entries(cache)[:2]
+    if damage == "truncate":
+        first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    elif damage == "garbage":
+        first.write_bytes(os.urandom(first.stat().st_size))
+    else:  # another file's copy under this name: the wrong rows, which the row count or schema gives away
+        shutil.copy(second, first)
+        os.truncate(second, 0)
+    with caplog.at_level(logging.WARNING, logger="storage.arrow_cache"):
+        assert cached(root, cache).read_all().equals(want)
+    assert "dropping" in caplog.text
+    assert cached(root, cache).read_all().equals(want)  # refilled: a valid entry again
+
+
+def test_the_cache_stays_within_its_budget(root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    sizes = [p.stat().st_size for p in entries(_filled(root, tmp_path / "unbounded"))]
+    budget = sum(sizes) - 1  # room for all entries but one
+    ds = cached(root, cache, budget)
+    want = Catalog(root).dataset("ds").read_all()
+    for _ in range(3):
+        assert ds.read_all().equals(want)
+        held = entries(cache)
+        assert 0 < len(held) < len(sizes)
+        assert sum(p.stat().st_size for p in held) <= budget
+
+
+def _filled(root: Path, cache: Path) -> Path:
+    cached(root, cache).read_all()
+    return cache
+
+
+def test_an_entry_evicted_while_in_use_still_reads(root: Path, tmp_path: Path) -> None:
+    """Another process may evict an entry a read has mapped; the mapping keeps the rows readable."""
+    cache = _filled(root, tmp_path / "cache")
+    table = cached(root, cache).read_all()
+    shutil.rmtree(cache)
+    assert table.equals(Catalog(root).dataset("ds").read_all())
+
+
+def test_an_unusable_cache_directory_never_fails_a_read(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory should be")
+    with caplog.at_level(logging.WARNING, logger="storage.arrow_cache"):
+        got = cached(root, blocked).read_all()
+    assert got.equals(Catalog(root).dataset("ds").read_all())
+    assert "cannot keep a copy" in caplog.text
+
+
+def test_a_missing_data_file_is_reported_not_cached(root: Path, tmp_path: Path) -> None:
+    ds = cached(root, tmp_path / "cache")
+    victim = ds.files()[0]
+    os.unlink(root / "ds" / victim)
+    with pytest.raises(CorruptDatasetError, match=victim):
+        ds.read_all()
+    assert not any(p.suffix == ".part" for p in entries(tmp_path / "cache"))
+
+
+def test_the_environment_names_the_default_cache(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "env-cache"
+    monkeypatch.setenv(storage.arrow_cache.ENV_DIRECTORY, str(cache))
+    Catalog(root).dataset("ds").read_all()
+    assert entries(cache)
+    monkeypatch.delenv(storage.arrow_cache.ENV_DIRECTORY)
+    assert Catalog(root)._arrow_cache is None
+
+
+def test_processes_filling_the_same_entries_at_once(root: Path, tmp_path: Path, spawn: SpawnContext) -> None:
+    cache = tmp_path / "cache"
+    results = run_workers(spawn, cached_reader, lambda w: (str(root), "ds", str(cache), w))
+    want = Catalog(root).dataset("ds").read_all().sort_by("id").to_pylist()
+    assert [rows == want for _w, rows in results] == [True] * WORKERS
+    held = entries(cache)
+    assert len(held) == len(Catalog(root).dataset("ds").files())  # one entry per file, no leftovers
+    assert not any(p.name.endswith(".part") for p in held)
+
+
+def test_a_remote_catalog_reads_through_the_cache(moto_s3: Any, tmp_path: Path) -> None:
+    uri = f"s3://{moto_s3.new_bucket()}/lake"
+    options = moto_s3.options
+    ds = Catalog(uri, **options).create_dataset("ds", SCHEMA, ["id"], options=WriteOptions(max_rows_per_file=50))
+    ds.append({"id": list(range(120)), "label": ["a"] * 120, "score": [0.0] * 120, "image": [b"i"] * 120})
+    ds.delete(keys=[3])
+    cache = tmp_path / "cache"
+    through = Catalog(uri, arrow_cache=ArrowCacheOptions(str(cache)), **options).dataset("ds")
+    want = Catalog(uri, **options).dataset("ds").read_all()
+    assert through.read_all().equals(want)
+    assert len(entries(cache)) == 3
+    assert through.read_all(filter=pc.field("id") < 10).equals(want.filter(pc.field("id") < 10))
