@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +28,7 @@ from .io import ObjectStore
 FILE_COLUMN = "_lh_file"
 
 Rows = TypeVar("Rows", pa.Table, pa.RecordBatch)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -176,45 +178,51 @@ def _one_phase(
     kwargs: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
     scanner = dataset.scanner(columns=columns, filter=filter, **kwargs)
     done: dict[str, int] = {}  # rows of each file already scanned (unfiltered reads)
-    # Batches in scan order, those with deletions being copied without them on DV_THREADS threads (in turn,
-    # the copies would add up after Arrow has decoded the last batch); each leaves once it and those before
-    # it are ready, or when DV_WINDOW wait behind it.
-    pending: deque[tuple[str, pa.RecordBatch | Future[pa.RecordBatch]]] = deque()
-    with ThreadPoolExecutor(max_workers=DV_THREADS) as pool:
+
+    def jobs() -> Iterator[tuple[str, pa.RecordBatch, Callable[[], pa.RecordBatch] | None]]:
         for tagged in scanner.scan_batches():
             path, batch = tagged.fragment.path, tagged.record_batch
             deleted = dvs[path]
-            live: Callable[[], pa.RecordBatch] | None = None
             if len(deleted) and filter is None:
                 start = done.get(path, 0)
                 done[path] = start + batch.num_rows
-                live = partial(_live_range, batch, deleted, start)
-            elif len(deleted):
-                live = partial(_live, batch, deleted)
-            if live is None:
-                pending.append((path, batch))
+                yield path, batch, partial(_live_range, batch, deleted, start)
             else:
-                pending.append((path, pool.submit(live) if batch.num_rows >= DV_THREAD_ROWS else live()))
+                yield path, batch, partial(_live, batch, deleted) if len(deleted) else None
+
+    for path, batch in _copied_in_order(jobs()):
+        if by_position:
+            batch = batch.drop_columns([POS_COLUMN])
+        if batch.num_rows:
+            yield rows[path], batch
+
+
+def _copied_in_order(
+    jobs: Iterable[tuple[T, pa.RecordBatch, Callable[[], pa.RecordBatch] | None]],
+) -> Iterator[tuple[T, pa.RecordBatch]]:
+    """(tag, batch) of every job in order, the batch replaced by copy() where a job has one (deleted rows
+    dropped). Copies run on DV_THREADS threads (in turn, they would add up after the reader produced the last
+    batch); each batch leaves once it and those before it are ready, or when DV_WINDOW wait behind it."""
+    pending: deque[tuple[T, pa.RecordBatch | Future[pa.RecordBatch]]] = deque()
+
+    def first() -> tuple[T, pa.RecordBatch]:
+        tag, value = pending.popleft()
+        return tag, value.result() if isinstance(value, Future) else value
+
+    with ThreadPoolExecutor(max_workers=DV_THREADS) as pool:
+        for tag, batch, copy in jobs:
+            if copy is None:
+                pending.append((tag, batch))
+            else:
+                pending.append((tag, pool.submit(copy) if batch.num_rows >= DV_THREAD_ROWS else copy()))
             while pending and (len(pending) > DV_WINDOW or _ready(pending[0][1])):
-                yield from _finished(rows, pending.popleft(), by_position)
+                yield first()
         while pending:
-            yield from _finished(rows, pending.popleft(), by_position)
+            yield first()
 
 
 def _ready(value: pa.RecordBatch | Future[pa.RecordBatch]) -> bool:
     return not isinstance(value, Future) or value.done()
-
-
-def _finished(
-    rows: dict[str, dict[str, Any]], item: tuple[str, pa.RecordBatch | Future[pa.RecordBatch]], by_position: bool
-) -> Iterator[tuple[dict[str, Any], pa.RecordBatch]]:
-    """(manifest row, batch) of one pending batch of `_one_phase`, if any of its rows is left."""
-    path, value = item
-    batch = value.result() if isinstance(value, Future) else value
-    if by_position:
-        batch = batch.drop_columns([POS_COLUMN])
-    if batch.num_rows:
-        yield rows[path], batch
 
 
 # Phase 2 of a two-phase read decodes this many rows of row groups at a time (bounding its memory).
@@ -305,12 +313,15 @@ def _cached(
     if filter is not None:
         table = _live(table.filter(filter), deleted)
         deleted = deleted[:0]
-    start = 0
-    for batch in table.select(physical).to_batches(max_chunksize=batch_size):
-        live = _live_range(batch, deleted, start) if len(deleted) else batch
-        start += batch.num_rows
-        if live.num_rows:
-            yield live
+    batches = table.select(physical).to_batches(max_chunksize=batch_size)
+    starts = itertools.accumulate((b.num_rows for b in batches), initial=0)
+    jobs = (
+        (None, b, partial(_live_range, b, deleted, at) if len(deleted) else None)
+        for b, at in zip(batches, starts, strict=False)
+    )
+    for _tag, batch in _copied_in_order(jobs):
+        if batch.num_rows:
+            yield batch
 
 
 def _resolve(layout: Layout, batch: pa.RecordBatch, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:

@@ -125,6 +125,7 @@ def versions(peer: Peer, a: dict[str, Any]) -> dict[str, Any]:
             if sum(times) > a["budget_s"]:  # an emulation taking many seconds is measured fewer times
                 break
         out[f"{step}_s"] = statistics.median(times)
+        out[f"{step}_first_s"] = times[0]  # what a read costs before any cache of the engine's holds it
         out[f"{step}_peak_mb"] = max(peaks)
         out[f"{step}_rows"] = rows
         out[f"{step}_how"] = peer.describe(step.split("_")[0])
