@@ -144,7 +144,10 @@ def _live_range(batch: pa.RecordBatch, deleted: dv.Positions, start: int) -> pa.
         return batch  # no deletion in this range: no copy
     keep = np.ones(batch.num_rows, dtype=bool)
     keep[deleted[lo:hi] - start] = False
-    return batch.filter(pa.array(keep))
+    mask = pa.array(keep)
+    # Column by column: RecordBatch.filter took 2x the sum of its columns' filters (1.4 vs 0.6 ms for 64 Ki
+    # rows of the bench's 10 label columns, pyarrow 26).
+    return pa.RecordBatch.from_arrays([c.filter(mask) for c in batch.columns], schema=batch.schema)
 
 
 # Threads copying batches without their deleted rows, how many batches a scan keeps in hand meanwhile, and
