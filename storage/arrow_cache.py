@@ -107,14 +107,13 @@ def _drop(entry: str) -> None:
 def _decode(store: ObjectStore, path: str, schema: pa.Schema) -> pa.Table:
     fs, root = store.arrow_fs()
     try:
-        table = pq.read_table(f"{root}/{path}", filesystem=fs, schema=schema)
+        return pq.read_table(f"{root}/{path}", filesystem=fs, schema=schema)
+    except FileNotFoundError:
+        raise  # the read reports the missing data file
     except (pa.ArrowInvalid, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
         raise CorruptDatasetError(
             f"{store.uri}/{path}: data file is unreadable ({exc}); run ds.validate() and restore it"
         ) from exc
-    return table.replace_schema_metadata(None).cast(schema)
 
 
 def _write(path: str, table: pa.Table) -> None:
