@@ -21,14 +21,19 @@ _IN_USE: dict[str, int] = {}  # entries being read right now (by this process's 
 def publish(target: str, write: Callable[[str], None]) -> None:
     """Create the entry `target` by `write(tmp)` to a temporary file renamed into place (readers never see
     part of one); the temporary file is removed if `write` fails."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = f"{target}.{uuid.uuid4().hex}{PART}"
+    tmp = part_path(target)
     try:
         write(tmp)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def part_path(target: str) -> str:
+    """A new temporary name beside `target` (its directory created) that `trim` leaves alone."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    return f"{target}.{uuid.uuid4().hex}{PART}"
 
 
 def touch(target: str) -> None:

@@ -309,22 +309,47 @@ def _cached(
     filter: pc.Expression | None,
     batch_size: int | None,
 ) -> Iterator[pa.RecordBatch]:
-    """The live rows of one data file matching `filter`, from its decoded copy (no decoding, and no copy
-    of batches without deletions when unfiltered)."""
-    table = cache.table(snap.store, row, snap.physical_schema)
+    """The live rows of one data file matching `filter`, from its decoded copies: the copy of its live
+    rows where one is kept, else the copy of all its rows, deleted ones dropped. An unfiltered read of a
+    file with deletions keeps a copy of its live rows for the next read of that version."""
     deleted = mf.deleted_positions(snap.store, row)
-    if filter is not None:
-        table = _live(table.filter(filter), deleted)
+    table = cache.live(snap.store, row, snap.physical_schema) if len(deleted) else None
+    if table is None:
+        table = cache.table(snap.store, row, snap.physical_schema)
+    else:
         deleted = deleted[:0]
-    batches = table.select(physical).to_batches(max_chunksize=batch_size)
-    starts = itertools.accumulate((b.num_rows for b in batches), initial=0)
-    jobs = (
-        (None, b, partial(_live_range, b, deleted, at) if len(deleted) else None)
-        for b, at in zip(batches, starts, strict=False)
-    )
-    for _tag, batch in _copied_in_order(jobs):
+    if filter is not None:
+        table = table.filter(filter)
+        if len(deleted):
+            table = _live(table, deleted)
+    elif len(deleted):
+        yield from _keeping_live(snap, cache, row, table, deleted, physical, batch_size)
+        return
+    for batch in table.select(physical).to_batches(max_chunksize=batch_size):
         if batch.num_rows:
             yield batch
+
+
+def _keeping_live(
+    snap: SnapshotFiles,
+    cache: ArrowCache,
+    row: dict[str, Any],
+    table: pa.Table,
+    deleted: dv.Positions,
+    physical: list[str],
+    batch_size: int | None,
+) -> Iterator[pa.RecordBatch]:
+    """The live rows of every column of `table` (a whole data file), written to the cache as they are
+    copied; the asked-for columns are yielded meanwhile."""
+    batches = table.to_batches()
+    starts = itertools.accumulate((b.num_rows for b in batches), initial=0)
+    jobs = ((None, b, partial(_live_range, b, deleted, at)) for b, at in zip(batches, starts, strict=False))
+    with cache.keeping_live(snap.store, row, snap.physical_schema) as copy:
+        for _tag, batch in _copied_in_order(jobs):
+            copy.add(batch)
+            selected = batch.select(physical)
+            parts = [selected] if batch_size is None else pa.Table.from_batches([selected]).to_batches(batch_size)
+            yield from (b for b in parts if b.num_rows)
 
 
 def _resolve(layout: Layout, batch: pa.RecordBatch, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:

@@ -17,6 +17,7 @@ from _procs import cached_reader
 from test_concurrency import WORKERS, run_workers
 
 import storage.arrow_cache
+import storage.scan
 from storage import ArrowCacheOptions, Catalog, CorruptDatasetError, Dataset, WriteOptions
 
 SCHEMA = pa.schema(
@@ -85,7 +86,9 @@ def test_reads_match_parquet_reads(
 def test_a_filled_cache_decodes_nothing(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     want = cached(root, cache).read_all()
-    assert len(entries(cache)) == len(Catalog(root).dataset("ds").files())
+    files = Catalog(root).dataset("ds").manifest().to_pylist()
+    # A copy of every file, and of the live rows of every file with deletions.
+    assert len(entries(cache)) == len(files) + sum(1 for f in files if f["dv"])
 
     def refuse(*_args: object) -> None:
         raise AssertionError("decoded a data file the cache holds")
@@ -94,16 +97,30 @@ def test_a_filled_cache_decodes_nothing(root: Path, tmp_path: Path, monkeypatch:
     assert cached(root, cache).read_all().equals(want)  # a new catalog: nothing held in memory
 
 
+def is_live_copy(entry: Path) -> bool:
+    """Whether an entry holds a file's live rows (its source names a deletion vector) or all of them."""
+    source = pa.ipc.open_file(pa.memory_map(str(entry))).schema.metadata[storage.arrow_cache.SOURCE_KEY]
+    return source.count(b"\n") == 3
+
+
+@pytest.mark.parametrize("copy", ["whole", "live"])
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "other_file"])
 def test_a_damaged_entry_is_dropped_and_refilled(
-    root: Path, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+    root: Path, tmp_path: Path, damage: str, copy: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = tmp_path / "cache"
     want = cached(root, cache).read_all()
     by_rows: dict[int, list[Path]] = {}
     for p in entries(cache):
+        if is_live_copy(p):
+            if copy == "whole":  # reads then open the copies of whole files, and refill these
+                p.unlink()
+                continue
+        elif copy == "live":
+            continue
         by_rows.setdefault(pa.ipc.open_file(pa.memory_map(str(p))).read_all().num_rows, []).append(p)
-    first, second = next(ps for ps in by_rows.values() if len(ps) > 1)[:2]  # two files of 1,000 rows
+    # Two entries of as many rows: 1,000 (whole files), or 999 (the live rows of files missing one row).
+    first, second = next(ps for ps in by_rows.values() if len(ps) > 1)[:2]
     if damage == "truncate":
         first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
     elif damage == "garbage":
@@ -114,6 +131,42 @@ def test_a_damaged_entry_is_dropped_and_refilled(
         assert cached(root, cache).read_all().equals(want)
     assert ("does not match" if damage == "other_file" else "unreadable entry") in caplog.text
     assert cached(root, cache).read_all().equals(want)  # refilled: a valid entry again
+
+
+def test_a_version_read_again_drops_no_rows(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first read of a version keeps each file's live rows; later reads of it only map them."""
+    cache = tmp_path / "cache"
+    want = cached(root, cache).read_all()
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("dropped deleted rows again")
+
+    monkeypatch.setattr(storage.scan, "_live_range", refuse)
+    monkeypatch.setattr(storage.scan, "_live", refuse)
+    monkeypatch.setattr(storage.arrow_cache, "_decode", refuse)
+    again = cached(root, cache)
+    assert again.read_all().equals(want)
+    assert again.read_all(filter=pc.field("label") == "cat").equals(want.filter(pc.field("label") == "cat"))
+
+
+def test_each_version_of_a_file_has_its_own_live_copy(root: Path, tmp_path: Path) -> None:
+    plain = Catalog(root).dataset("ds")
+    before = plain.snapshot().id
+    plain.delete(keys=[1_501, 2_000])
+    through = cached(root, tmp_path / "cache")
+    for _ in range(2):
+        for version in (before, None):
+            assert through.read_all(version=version).equals(plain.read_all(version=version))
+    live = [p for p in entries(tmp_path / "cache") if is_live_copy(p)]
+    assert len(live) == 3 + 2  # the version before: 3 files with deletions; then 2 of them deleted more
+
+
+def test_a_read_stopped_early_keeps_no_live_copy(root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    batches = cached(root, cache).read(batch_size=10)
+    next(batches)
+    batches.close()
+    assert entries(cache) and not any(is_live_copy(p) or p.name.endswith(".part") for p in entries(cache))
 
 
 def test_the_cache_stays_within_its_budget(root: Path, tmp_path: Path) -> None:
@@ -177,7 +230,8 @@ def test_processes_filling_the_same_entries_at_once(root: Path, tmp_path: Path, 
     want = Catalog(root).dataset("ds").read_all().sort_by("id").to_pylist()
     assert [rows == want for _w, rows in results] == [True] * WORKERS
     held = entries(cache)
-    assert len(held) == len(Catalog(root).dataset("ds").files())  # one entry per file, no leftovers
+    files = Catalog(root).dataset("ds").manifest().to_pylist()
+    assert len(held) == len(files) + sum(1 for f in files if f["dv"])  # one entry per copy, no leftovers
     assert not any(p.name.endswith(".part") for p in held)
 
 
@@ -191,5 +245,5 @@ def test_a_remote_catalog_reads_through_the_cache(moto_s3: Any, tmp_path: Path) 
     through = Catalog(uri, arrow_cache=ArrowCacheOptions(str(cache)), **options).dataset("ds")
     want = Catalog(uri, **options).dataset("ds").read_all()
     assert through.read_all().equals(want)
-    assert len(entries(cache)) == 3
+    assert len(entries(cache)) == 4  # three files, and the live rows of the one missing a row
     assert through.read_all(filter=pc.field("id") < 10).equals(want.filter(pc.field("id") < 10))
