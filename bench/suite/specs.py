@@ -60,14 +60,26 @@ SPECS: list[Spec] = [
         "Random access: {reads:,} shuffled indices of the blob table, single rows and batches of 256",
         "Rows (label columns + the 50 KB blob) by index, as Python values. Warm: after an untimed pass. Cold: "
         "the table's files evicted with posix_fadvise(DONTNEED) and the reader reopened (`cold open` is what "
-        "opening cost, as some engines read ahead there). Engines without a row-index API look the key up "
-        "(keys equal indices). Each timed loop stops after its time budget; `rows timed` says how many reads "
-        "the median is over.",
+        "opening cost, as some engines read ahead there; `from open` is the cold open plus every timed read, per "
+        "row: what a cold start costs in all, and what the cold targets are judged on). Engines without a "
+        "row-index API look the key up (keys equal indices). Each timed loop stops after its time budget; "
+        "`rows timed` says how many reads the median is over.",
         [
             Col("warm single us/row", "warm", "single_us_per_row", "us", ratio=True, target="2x"),
             Col("warm batch us/row", "warm", "batch_us_per_row", "us", ratio=True, target="2x"),
-            Col("cold single us/row", "cold_single", "single_us_per_row", "us", ratio=True, target="2x"),
-            Col("cold batch us/row", "cold_batch", "batch_us_per_row", "us", ratio=True, target="2x"),
+            Col("cold single us/row", "cold_single", "single_us_per_row", "us", ratio=True),
+            Col("cold batch us/row", "cold_batch", "batch_us_per_row", "us", ratio=True),
+            Col(
+                "cold single from open us/row",
+                "cold_single",
+                "single_from_open_us_per_row",
+                "us",
+                ratio=True,
+                target="2x",
+            ),
+            Col(
+                "cold batch from open us/row", "cold_batch", "batch_from_open_us_per_row", "us", ratio=True, target="2x"
+            ),
             Col("cold open s", "cold_single", "open_s", "s"),
             Col("cold open MB read", "cold_single", "open_read_mb", "mb"),
             Col("cold single MB read", "cold_single", "single_read_mb", "mb"),
