@@ -64,7 +64,7 @@ class ArrowCache:
     def table(self, store: ObjectStore, row: dict[str, Any], schema: pa.Schema) -> pa.Table:
         """All rows of the data file a manifest row describes, deleted ones included, in `schema`."""
         entry, tagged = self._entry(f"{store.uri}\n{row['path']}\n{row['bytes']}", schema)
-        cached = self._open(entry, tagged, row["rows"])
+        cached = self._mapped(entry, tagged, row["rows"])
         if cached is not None:
             return cached
         table = _decode(store, row["path"], schema)
@@ -83,7 +83,7 @@ class ArrowCache:
     def live(self, store: ObjectStore, row: dict[str, Any], schema: pa.Schema) -> pa.Table | None:
         """The live rows of a data file with deletions, if a copy of them is kept (see `keeping_live`)."""
         entry, tagged = self._entry(_live_source(store, row), schema)
-        return self._open(entry, tagged, row["rows"] - row["deleted"])
+        return self._mapped(entry, tagged, row["rows"] - row["deleted"])
 
     @contextlib.contextmanager
     def keeping_live(self, store: ObjectStore, row: dict[str, Any], schema: pa.Schema) -> Iterator[LiveCopy]:
@@ -113,7 +113,8 @@ class ArrowCache:
         )
 
     @staticmethod
-    def _open(entry: str, schema: pa.Schema, rows: int) -> pa.Table | None:
+    def _mapped(entry: str, schema: pa.Schema, rows: int) -> pa.Table | None:
+        """The entry's rows, marked recently used, or None (absent, or dropped as not what is expected)."""
         cached = _open(entry, schema, rows)
         if cached is None:
             return None

@@ -169,6 +169,31 @@ def test_a_read_stopped_early_keeps_no_live_copy(root: Path, tmp_path: Path) -> 
     assert entries(cache) and not any(is_live_copy(p) or p.name.endswith(".part") for p in entries(cache))
 
 
+def test_a_live_copy_that_fails_to_write_never_fails_the_read(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    through = cached(root, cache)
+    through.read_all(filter=pc.scalar(True))  # filtered: copies of whole files only
+    opened = pa.ipc.new_file
+
+    class FullDisk:
+        def __init__(self, sink: Any, schema: pa.Schema) -> None:
+            self._writer = opened(sink, schema)
+
+        def write_batch(self, batch: pa.RecordBatch) -> None:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            self._writer.close()
+
+    monkeypatch.setattr(pa.ipc, "new_file", FullDisk)
+    with caplog.at_level(logging.WARNING, logger="storage.arrow_cache"):
+        assert through.read_all().equals(Catalog(root).dataset("ds").read_all())
+    assert "No space left on device" in caplog.text
+    assert not any(is_live_copy(p) or p.name.endswith(".part") for p in entries(cache))
+
+
 def test_the_cache_stays_within_its_budget(root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     sizes = [p.stat().st_size for p in entries(_filled(root, tmp_path / "unbounded"))]
