@@ -69,7 +69,7 @@ def random_access(peer: Peer, a: dict[str, Any]) -> dict[str, Any]:
             with probe() as fig:
                 times = timed_calls(fn, args, a["budget_s"])
             out[f"{mode}_us_per_row"] = _median_us(times, per)
-            if cold:  # what a cold start costs in all: an engine that reads ahead at open pays for it there
+            if cold and times:  # what a cold start costs in all: an engine that reads ahead at open pays for it there
                 out[f"{mode}_from_open_us_per_row"] = (fig_open.seconds + sum(times)) / (len(times) * per) * 1e6
             out[f"{mode}_rows_timed"] = len(times) * per
             out[f"{mode}_read_mb"] = fig.read_mb
