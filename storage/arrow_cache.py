@@ -63,7 +63,7 @@ class ArrowCache:
 
     def table(self, store: ObjectStore, row: dict[str, Any], schema: pa.Schema) -> pa.Table:
         """All rows of the data file a manifest row describes, deleted ones included, in `schema`."""
-        entry, tagged = self._entry(f"{store.uri}\n{row['path']}\n{row['bytes']}", schema)
+        entry, tagged = self._entry(_source(store, row), schema)
         cached = self._mapped(entry, tagged, row["rows"])
         if cached is not None:
             return cached
@@ -186,8 +186,14 @@ class LiveCopy:
         self.discard()
 
 
+def _source(store: ObjectStore, row: dict[str, Any]) -> str:
+    """What a copy of a whole data file names: the file (names are never reused; the size guards a mix-up)."""
+    return f"{store.uri}\n{row['path']}\n{row['bytes']}"
+
+
 def _live_source(store: ObjectStore, row: dict[str, Any]) -> str:
-    return f"{store.uri}\n{row['path']}\n{row['bytes']}\n{row['dv']}"
+    """What a copy of a file's live rows names: the file and its deletion vector (one per version)."""
+    return f"{_source(store, row)}\n{row['dv']}"
 
 
 def _open(entry: str, schema: pa.Schema, rows: int) -> pa.Table | None:
