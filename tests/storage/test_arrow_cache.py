@@ -56,6 +56,13 @@ def root(tmp_path: Path) -> Path:
     return lake
 
 
+def copies_of(root: Path) -> int:
+    """Entries a full read of the head fills: a copy of every file, and of the live rows of every file with
+    deletions."""
+    files = Catalog(root).dataset("ds").manifest().to_pylist()
+    return len(files) + sum(1 for f in files if f["dv"])
+
+
 def cached(root: Path, cache: Path, max_bytes: int = 1 << 30) -> Dataset:
     return Catalog(root, arrow_cache=ArrowCacheOptions(str(cache), max_bytes)).dataset("ds")
 
@@ -86,9 +93,7 @@ def test_reads_match_parquet_reads(
 def test_a_filled_cache_decodes_nothing(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     want = cached(root, cache).read_all()
-    files = Catalog(root).dataset("ds").manifest().to_pylist()
-    # A copy of every file, and of the live rows of every file with deletions.
-    assert len(entries(cache)) == len(files) + sum(1 for f in files if f["dv"])
+    assert len(entries(cache)) == copies_of(root)
 
     def refuse(*_args: object) -> None:
         raise AssertionError("decoded a data file the cache holds")
@@ -255,8 +260,7 @@ def test_processes_filling_the_same_entries_at_once(root: Path, tmp_path: Path, 
     want = Catalog(root).dataset("ds").read_all().sort_by("id").to_pylist()
     assert [rows == want for _w, rows in results] == [True] * WORKERS
     held = entries(cache)
-    files = Catalog(root).dataset("ds").manifest().to_pylist()
-    assert len(held) == len(files) + sum(1 for f in files if f["dv"])  # one entry per copy, no leftovers
+    assert len(held) == copies_of(root)  # one entry per copy, no leftovers
     assert not any(p.name.endswith(".part") for p in held)
 
 
