@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +58,17 @@ def build(
     kind = pa.DictionaryArray.from_arrays(pa.array(np.zeros(keys.num_rows, np.int32)), pa.array([change]))
     cols = [*keys.columns, kind.cast(pa.string()), old_file, old_pos, new_file, new_pos]
     return pa.Table.from_arrays(cols, schema=change_schema(keys.schema))
+
+
+def first_letters(change: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """Per row of a `_change` column, the first byte of its change type, which tells the four apart: read
+    from the strings' buffers, a fifth of the time of comparing the column with each type."""
+    parts = []
+    for chunk in change.chunks:
+        if len(chunk):
+            offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk), chunk.offset * 4)
+            parts.append(np.frombuffer(chunk.buffers()[2], np.uint8)[offsets])
+    return np.concatenate(parts) if parts else np.empty(0, np.uint8)
 
 
 def change_counts(table: pa.Table) -> dict[str, int]:
@@ -137,10 +148,28 @@ def _load(store: ObjectStore, path: str, pick: Callable[[list[str]], list[int]] 
             names = source.schema_arrow.names
             return source.read(columns=None if pick is None else [names[i] for i in pick(names)])
         with _open(store, path) as file:
+            stream = _embedded_stream(file.read_buffer())
             if pick is None:
-                return ipc.open_file(file).read_all()
-            options = ipc.IpcReadOptions(included_fields=pick(ipc.open_file(file).schema.names))
-            return ipc.open_file(file, options=options).read_all()
+                return ipc.open_stream(stream).read_all()
+            options = ipc.IpcReadOptions(included_fields=pick(ipc.open_stream(stream).schema.names))
+            return ipc.open_stream(stream, options=options).read_all()
+
+
+_MAGIC = b"ARROW1"
+
+
+def _embedded_stream(data: pa.Buffer) -> pa.Buffer:
+    """The Arrow IPC stream an Arrow IPC file holds after its leading magic and padding (the format says it
+    is one, end-of-stream marker included), checked for the file's magic at both ends.
+
+    A diff opens every log on its path, and opening one as a file costs about 80 us (Arrow reads the footer
+    through its I/O thread pool) where reading the stream costs 20. The stream reader takes an early end for
+    the end of the stream, so the closing magic is what tells a truncated log from a whole one.
+    """
+    size = len(_MAGIC)
+    if len(data) < 3 * size or data.slice(0, size) != _MAGIC or data.slice(len(data) - size) != _MAGIC:
+        raise pa.ArrowInvalid("not a whole Arrow IPC file (truncated or overwritten)")
+    return data.slice(8)
 
 
 def decode(data: bytes) -> pa.Table:

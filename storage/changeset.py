@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import changes as ch
+from .beside import beside
 from .context import DatasetContext
 from .errors import CorruptDatasetError
 from .formats import POS_COLUMN
@@ -83,19 +84,19 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     parts = [p for p in logs if p.num_rows]
     if not parts:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
-    # Every log's old-row images, then every log's new-row images, in one array: takes from a chunked pool
-    # locate each index's chunk first and cost about twice as much as the copy.
-    image_type = pool_type(ctx)
-    pool = pa.concat_arrays([chunk for c in ch.IMAGES for p in parts for chunk in _images(image_type, p, c)])
     table = pa.concat_tables(
         [p.drop_columns([c for c in ch.IMAGES if c in p.column_names]) for p in parts], promote_options="permissive"
     )
+    # The row-image pool and the rows' locations are joined into whole arrays on the helper thread while this
+    # one groups the keys: a take from chunks locates each index's chunk first and costs about twice as much.
+    images = beside(_pool, pool_type(ctx), parts)
+    places = beside(table.select(["_old_file", "_old_pos", "_new_file", "_new_pos"]).combine_chunks)
     n = table.num_rows
     ids, count = key_groups(table.select(pks))
-    change = table.column("_change")
+    letters = ch.first_letters(table.column("_change"))
     # A key's first and last change give its location before and after the path. Moves keep content, so
     # its first and last real (non-move) changes give its row images; a key with only moves is unchanged.
-    is_move = _is(change, ch.MOVE)
+    is_move = _is(letters, ch.MOVE)
     first, last = first_last(ids, count)
     first_real, last_real = first_last(ids, count, ~is_move) if is_move.any() else (first, last)
     # Keys changed once first (net_along()'s order); keys changed again follow.
@@ -103,18 +104,19 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     if not once.all():
         order = np.concatenate([np.flatnonzero(once), np.flatnonzero(~once)])
         first, last, first_real, last_real = first[order], last[order], first_real[order], last_real[order]
-    absent_before = _is(change, ch.INSERT)[first]
-    absent_after = _is(change, ch.DELETE)[last]
-    logged = pc.is_valid(pool).to_numpy(zero_copy_only=False)
+    absent_before = _is(letters, ch.INSERT)[first]
+    absent_after = _is(letters, ch.DELETE)[last]
+    pool, logged = images.result()
     # Null refs: read the row at its file and position instead (not logged, or only moved on this path).
     from_unknown = absent_before | (first_real < 0) | ~logged[:n][first_real]
     to_unknown = absent_after | (last_real < 0) | ~logged[n:][last_real]
-    before = table.select(["_old_file", "_old_pos"]).take(pa.array(first, mask=absent_before))
-    after = table.select(["_new_file", "_new_pos"]).take(pa.array(last, mask=absent_after))
+    located = places.result()
+    after = beside(located.select([2, 3]).take, pa.array(last, mask=absent_after))
+    before = located.select([0, 1]).take(pa.array(first, mask=absent_before))
     cols = [
         *table.select(pks).take(first).columns,
         *before.columns,
-        *after.columns,
+        *after.result().columns,
         pa.array(first_real < 0),
         pa.array(first_real, mask=from_unknown),
         pa.array(last_real + n, mask=to_unknown),
@@ -122,8 +124,16 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pool
 
 
-def _is(change: pa.ChunkedArray, kind: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    return np.asarray(pc.equal(change, kind).to_numpy(zero_copy_only=False), dtype=bool)
+def _pool(image_type: pa.StructType, logs: Sequence[pa.Table]) -> tuple[pa.Array, np.ndarray[Any, np.dtype[np.bool_]]]:
+    """Every log's old-row images, then every log's new-row images, in one array (compose()'s pool), and
+    per row of it whether an image was logged."""
+    pool = pa.concat_arrays([chunk for c in ch.IMAGES for p in logs for chunk in _images(image_type, p, c)])
+    return pool, pc.is_valid(pool).to_numpy(zero_copy_only=False)
+
+
+def _is(letters: np.ndarray[Any, np.dtype[np.uint8]], kind: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    same: np.ndarray[Any, np.dtype[np.bool_]] = letters == ord(kind[0])
+    return same
 
 
 def _images(image_type: pa.StructType, log: pa.Table, name: str) -> list[pa.Array]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import changes as ch
+from .beside import beside
 from .changeset import (
     FROM_FILE,
     FROM_POS,
@@ -66,41 +67,59 @@ def iter_diff(
     # Keys are equal on both sides of an update by construction: only the other columns can differ.
     compared = [c for c in columns if c not in ctx.meta.primary_keys]
     for offset in range(0, net.num_rows, batch_size):
-        part = net.slice(offset, batch_size)
-        has_from = pc.is_valid(part.column(FROM_FILE)).to_numpy(zero_copy_only=False)
-        has_to = pc.is_valid(part.column(TO_FILE)).to_numpy(zero_copy_only=False)
-        both = has_from & has_to
-        updated = part if both.all() else part.take(np.flatnonzero(both))
-        pre, post = _state(ctx, updated, _START, pool, columns), _state(ctx, updated, _END, pool, columns)
-        # An update that rewrote a row with identical content is no change.
-        changed = rows_differ(pre.select(compared), post.select(compared))
-        if changed.false_count:
-            pre, post = pre.filter(changed), post.filter(changed)
-        out = [
-            _tagged(_state(ctx, part.take(np.flatnonzero(has_to & ~has_from)), _END, pool, columns), INSERT),
-            _tagged(_state(ctx, part.take(np.flatnonzero(has_from & ~has_to)), _START, pool, columns), DELETE),
-            _tagged(pre, PRE),
-            _tagged(post, POST),
-        ]
-        table = pa.concat_tables(out).cast(schema)
+        table = _diff_part(ctx, net.slice(offset, batch_size), pool, columns, compared, schema)
         if table.num_rows:
             yield table
 
 
+def _diff_part(
+    ctx: DatasetContext,
+    part: pa.Table,
+    pool: pa.ChunkedArray | pa.Array,
+    columns: list[str],
+    compared: list[str],
+    schema: pa.Schema,
+) -> pa.Table:
+    """iter_diff() of one batch of the net change; the pre-images and half of their comparison are made on
+    the helper thread."""
+    has_from = pc.is_valid(part.column(FROM_FILE)).to_numpy(zero_copy_only=False)
+    has_to = pc.is_valid(part.column(TO_FILE)).to_numpy(zero_copy_only=False)
+    both = has_from & has_to
+    updated = part if both.all() else part.take(np.flatnonzero(both))
+    before = beside(_state, ctx, updated, _START, pool, columns)
+    post = _state(ctx, updated, _END, pool, columns)
+    pre = before.result()
+    # An update that rewrote a row with identical content is no change.
+    some, others = compared[::2], compared[1::2]
+    differ = beside(rows_differ, pre.select(some), post.select(some))
+    changed = pc.or_(rows_differ(pre.select(others), post.select(others)), differ.result())
+    if changed.false_count:
+        pre, post = pre.filter(changed), post.filter(changed)
+    out = [_tagged(pre, PRE), _tagged(post, POST)]
+    for rows, side, kind in ((has_to & ~has_from, _END, INSERT), (has_from & ~has_to, _START, DELETE)):
+        if rows.any():
+            out.insert(-2, _tagged(_state(ctx, part.take(np.flatnonzero(rows)), side, pool, columns), kind))
+    return pa.concat_tables(out).cast(schema)
+
+
 def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
-    """Per row pair: whether any column differs (nulls equal nulls); vectorized where Arrow can compare."""
-    differ = np.zeros(a.num_rows, dtype=bool)
+    """Per row pair: whether any column differs (nulls equal nulls); vectorized where Arrow can compare.
+
+    The columns' answers are combined as Arrow bitmaps and turned into one array at the end: converting
+    each column's to numpy cost as much as comparing it.
+    """
+    same: pa.Array | pa.ChunkedArray = pa.array(np.ones(a.num_rows, dtype=bool))
     for name in a.column_names:
         x, y = a.column(name), b.column(name)
         try:
             eq = pc.equal(x, y)
             if x.null_count or y.null_count:
                 eq = pc.or_(pc.fill_null(eq, False), pc.and_(pc.is_null(x), pc.is_null(y)))
-            same = eq.to_numpy(zero_copy_only=False)
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # nested types
-            same = np.array([u == v for u, v in zip(x.to_pylist(), y.to_pylist(), strict=True)], dtype=bool)
-        differ |= ~same
-    return pa.array(differ)
+            eq = pa.array([u == v for u, v in zip(x.to_pylist(), y.to_pylist(), strict=True)], pa.bool_())
+        same = pc.and_(same, eq)
+    differ = pc.invert(same)
+    return differ.combine_chunks() if isinstance(differ, pa.ChunkedArray) else differ
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from _model import COMPOSITE_KEY, SINGLE_KEY, MakeDataset, Row
 
 import storage.context
 import storage.io.local
-from storage import Catalog, Dataset, WriteOptions, changes
+from storage import Catalog, CorruptDatasetError, Dataset, WriteOptions, changes
 from storage.datafiles import read_positions
 from storage.io.local import LocalStore
 from storage.row_images import MAX_LOGGED_NEW_ROWS
@@ -274,3 +274,18 @@ def test_row_at_reads_any_row_of_a_log_of_several_batches(make_dataset: MakeData
             image = changes.image_of(one, name)
             want = full.column(name)[i]
             assert (None if image is None else image.to_pylist()) == ([want.as_py()] if want.is_valid else None)
+
+
+@pytest.mark.parametrize("cut", ["footer", "half"])
+def test_a_truncated_change_log_is_reported_not_read_short(make_dataset: MakeDataset, cut: str) -> None:
+    """Change logs are read as the stream their Arrow file holds; a log cut short, even one whose stream is
+    whole but whose footer is gone, is an error naming it, never a diff missing rows."""
+    ds = make_dataset(log_row_images=True)
+    start = ds.append(LAYOUT.table([row(k, "a") for k in range(20)])).id
+    end = ds.upsert(LAYOUT.table([row(k, "b") for k in range(10)])).id
+    path = str(ds._ctx.log.get(end).changes)
+    local = Path(str(ds._ctx.store.local_path(path)))
+    data = local.read_bytes()
+    local.write_bytes(data[: len(data) - 10 if cut == "footer" else len(data) // 2])
+    with pytest.raises(CorruptDatasetError, match=path):
+        ds.diff(start, end)

@@ -1,11 +1,12 @@
-"""The change rows of an upsert chunk: which keys update a located row and which are inserts."""
+"""The change rows of an upsert chunk: which keys update a located row and which are inserts; and how a
+composition of change logs reads their change types."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
-from storage import writes
+from storage import changes, writes
 from storage.formats import POS_COLUMN
 from storage.scan import FILE_COLUMN
 
@@ -43,3 +44,13 @@ def test_row_changes_list_each_located_row_as_an_update(hits: pa.Table) -> None:
     want = [(k, "update", f, p, "new", new_pos[k]) for k, f, p in located]
     want += [(k, "insert", None, None, "new", new_pos[k]) for k in new_pos if k not in {h[0] for h in located}]
     assert got == sorted(want, key=str)
+
+
+def test_first_letters_tell_every_change_type_apart() -> None:
+    kinds = [changes.INSERT, changes.UPDATE, changes.DELETE, changes.MOVE]
+    assert len({k[0] for k in kinds}) == len(kinds), "a new change type needs a first letter of its own"
+    values = kinds * 3
+    # Sliced chunks start inside their buffers, and empty chunks have none.
+    column = pa.chunked_array([pa.array(values).slice(1, 5), pa.array([], pa.string()), pa.array(values[6:])])
+    assert [chr(c) for c in changes.first_letters(column)] == [v[0] for v in values[1:6] + values[6:]]
+    assert changes.first_letters(pa.chunked_array([], pa.string())).size == 0
