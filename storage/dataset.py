@@ -528,21 +528,26 @@ class Dataset:
         """Net row changes from version `start` to `end` (default: this branch's head), any two versions.
 
         Rows carry `_change_type` in {insert, delete, update_preimage, update_postimage}; a key inserted
-        and deleted within the range does not appear; `start` after `end` gives the reverse diff. Each
-        iter_diff() part lists inserts, deletes, then updated rows' pre-images and, in the same key order, their
-        post-images; diff() is those parts concatenated.
+        and deleted within the range does not appear; `start` after `end` gives the reverse diff. It lists
+        inserts, deletes, then updated rows' pre-images and, in the same key order, their post-images, as one
+        iter_diff() part covering every changed key would (each part costs a pass of its own).
         """
         cols = self._columns(columns)
-        parts = list(self.iter_diff(start, end, cols))
-        return pa.concat_tables(parts) if parts else history.diff_schema(self._ctx, cols).empty_table()
+        parts = list(self._diff_parts(start, end, cols, None))
+        return parts[0] if parts else history.diff_schema(self._ctx, cols).empty_table()
 
     def iter_diff(
         self, start: Any, end: Any = None, columns: Sequence[str] | None = None, batch_size: int = 65_536
     ) -> Iterator[pa.Table]:
         """diff() as a stream of tables covering at most `batch_size` changed keys each (bounded memory)."""
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
+        return self._diff_parts(start, end, self._columns(columns), batch_size)
+
+    def _diff_parts(self, start: Any, end: Any, columns: list[str], batch_size: int | None) -> Iterator[pa.Table]:
         a = versions.resolve(self._ctx, self._branch, start)
         b = versions.resolve(self._ctx, self._branch, end)
-        yield from history.iter_diff(self._ctx, a, b, self._columns(columns), batch_size)
+        return history.iter_diff(self._ctx, a, b, columns, batch_size)
 
     def history(self, key: Any, columns: Sequence[str] | None = None) -> pa.Table:
         """Every state of one row on this branch, newest first: `_snapshot_id`, `_committed_at`,

@@ -55,9 +55,9 @@ def _state(
 
 
 def iter_diff(
-    ctx: DatasetContext, start: LogEntry, end: LogEntry, columns: list[str], batch_size: int = 65_536
+    ctx: DatasetContext, start: LogEntry, end: LogEntry, columns: list[str], batch_size: int | None = 65_536
 ) -> Iterator[pa.Table]:
-    """The net change from `start` to `end`, in tables of at most `batch_size` changed keys.
+    """The net change from `start` to `end`, in tables of at most `batch_size` changed keys (None: one).
 
     Each table lists inserts, deletes, then the updated keys' pre-images and their post-images in the same
     key order (pairing them row by row would copy every updated row once more).
@@ -66,8 +66,9 @@ def iter_diff(
     schema = diff_schema(ctx, columns)
     # Keys are equal on both sides of an update by construction: only the other columns can differ.
     compared = [c for c in columns if c not in ctx.meta.primary_keys]
-    for offset in range(0, net.num_rows, batch_size):
-        table = _diff_part(ctx, net.slice(offset, batch_size), pool, columns, compared, schema)
+    step = batch_size or max(net.num_rows, 1)
+    for offset in range(0, net.num_rows, step):
+        table = _diff_part(ctx, net.slice(offset, step), pool, columns, compared, schema)
         if table.num_rows:
             yield table
 

@@ -289,3 +289,18 @@ def test_a_truncated_change_log_is_reported_not_read_short(make_dataset: MakeDat
     local.write_bytes(data[: len(data) - 10 if cut == "footer" else len(data) // 2])
     with pytest.raises(CorruptDatasetError, match=path):
         ds.diff(start, end)
+
+
+def test_a_change_log_damaged_after_a_diff_mapped_it_is_read_afresh(make_dataset: MakeDataset) -> None:
+    """diff() keeps the logs it mapped; a log cut short in place afterwards is read again and reported, not
+    served from the old mapping (whose pages past the new end would kill the process when read)."""
+    ds = make_dataset(log_row_images=True)
+    start = ds.append(LAYOUT.table([row(k, "a") for k in range(20)])).id
+    end = ds.upsert(LAYOUT.table([row(k, "b") for k in range(10)])).id
+    before = ds.diff(start, end)
+    assert ds.diff(start, end).equals(before)
+    path = str(ds._ctx.log.get(end).changes)
+    local = Path(str(ds._ctx.store.local_path(path)))
+    local.write_bytes(local.read_bytes()[:-10])
+    with pytest.raises(CorruptDatasetError, match=path):
+        ds.diff(start, end)
