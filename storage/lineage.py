@@ -3,6 +3,7 @@ describe a chain (one per commit, or roll-ups of many)."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 from .context import DatasetContext
@@ -23,30 +24,30 @@ def parents(entry: LogEntry) -> list[int]:
     return out
 
 
-def ancestors(ctx: DatasetContext, entry: LogEntry) -> set[int]:
-    """Ids of `entry` and every live snapshot it descends from."""
-    seen: set[int] = set()
-    todo = [entry.snapshot_id]
-    while todo:
-        sid = todo.pop()
-        if sid in seen:
-            continue
-        seen.add(sid)
-        try:
-            todo.extend(parents(ctx.log.get(sid)))
-        except LookupError:  # expired: its ancestors are unknown
-            continue
-    return seen
-
-
 def common_ancestor(ctx: DatasetContext, a: LogEntry, b: LogEntry) -> LogEntry | None:
-    """The newest snapshot both descend from (ids grow with time, so the largest common id)."""
-    common = ancestors(ctx, a) & ancestors(ctx, b)
-    for sid in sorted(common, reverse=True):
+    """The newest live snapshot both descend from.
+
+    Ids grow with time, so both ancestries are walked together, newest id first: the first id reached from
+    both sides is the answer, and only snapshots newer than it are read (a diff of the last few commits of
+    a long history does not walk all of it). An expired snapshot ends its line: its ancestors are unknown.
+    """
+    heap = [(-a.snapshot_id, 1), (-b.snapshot_id, 2)]
+    reached: dict[int, int] = {}  # id -> which sides (1, 2 or both) reach it
+    while heap:
+        negative, side = heapq.heappop(heap)
+        sid = -negative
+        sides = reached.get(sid, 0)
+        if sides | side == sides:
+            continue
+        reached[sid] = sides | side
         try:
-            return ctx.log.get(sid)
+            entry = ctx.log.get(sid)
         except LookupError:
             continue
+        if reached[sid] == 3:
+            return entry
+        for parent in parents(entry):
+            heapq.heappush(heap, (-parent, side))
     return None
 
 
