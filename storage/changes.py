@@ -81,6 +81,10 @@ def change_counts(table: pa.Table) -> dict[str, int]:
 
 
 SMALL_LOG_ROWS = 16_384
+# The columns naming data files. A log names a few files over and over, so they are stored dictionary-encoded:
+# as strings they were a third of a diff's bytes, read and copied on every diff.
+FILE_COLUMNS = ("_old_file", "_new_file")
+_STORED_FILE = pa.dictionary(pa.int32(), pa.string())
 
 
 def encode(table: pa.Table) -> tuple[str, bytes]:
@@ -88,8 +92,13 @@ def encode(table: pa.Table) -> tuple[str, bytes]:
 
     Arrow IPC, not Parquet: a diff over many commits opens every log, and an IPC file opens and decodes in
     a fraction of the time a small Parquet file takes. Small logs stay uncompressed (decompression would
-    cost more than it saves); large ones, mostly repeated file paths, are lz4-compressed.
+    cost more than it saves); large ones are lz4-compressed.
     """
+    for name in FILE_COLUMNS:
+        i = table.schema.get_field_index(name)
+        if i >= 0 and not pa.types.is_dictionary(table.schema.field(i).type):
+            # One dictionary for every chunk: the IPC file format holds one per column.
+            table = table.set_column(i, pa.field(name, _STORED_FILE), table.column(i).dictionary_encode())
     sink = pa.BufferOutputStream()
     options = ipc.IpcWriteOptions(compression=None if table.num_rows <= SMALL_LOG_ROWS else "lz4")
     with ipc.new_file(sink, table.schema, options=options) as writer:
@@ -111,6 +120,15 @@ _LOGS: ByteLRU[tuple[str, ObjectStore, str, int | None], pa.Table] = ByteLRU(
 )
 
 
+def plain(table: pa.Table, columns: Sequence[str] = FILE_COLUMNS) -> pa.Table:
+    """`table` with the file columns `columns` as strings, however they were stored."""
+    for name in columns:
+        i = table.schema.get_field_index(name)
+        if i >= 0 and pa.types.is_dictionary(table.schema.field(i).type):
+            table = table.set_column(i, pa.field(name, pa.string()), table.column(i).cast(pa.string()))
+    return table
+
+
 def read(store: ObjectStore, path: str) -> pa.Table:
     """Load a change table without its row images (cached per process)."""
     return _read_cached(store, path, None)
@@ -130,14 +148,14 @@ def _read_cached(store: ObjectStore, path: str, keys: int | None) -> pa.Table:
         def pick(names: list[str]) -> list[int]:
             return list(range(keys)) if keys is not None else [i for i, n in enumerate(names) if n not in IMAGES]
 
-        table = _load(store, path, pick)
+        table = plain(_load(store, path, pick))
         _LOGS.put(cache_key, table)
     return table
 
 
 def load(store: ObjectStore, path: str) -> pa.Table:
     """Read a change table from the store, bypassing the cache (Parquet logs of older commits too)."""
-    return _load(store, path, None)
+    return plain(_load(store, path, None))
 
 
 def _load(store: ObjectStore, path: str, pick: Callable[[list[str]], list[int]] | None) -> pa.Table:
@@ -175,7 +193,7 @@ def _embedded_stream(data: pa.Buffer) -> pa.Buffer:
 
 def decode(data: bytes) -> pa.Table:
     """A change table from the bytes encode() made."""
-    return ipc.open_file(pa.py_buffer(data)).read_all()
+    return plain(ipc.open_file(pa.py_buffer(data)).read_all())
 
 
 def _open(store: ObjectStore, path: str) -> pa.NativeFile:
@@ -223,12 +241,13 @@ def _row_cached(store_uri: str, store: ObjectStore, path: str, keys: int, row: i
     fs, root = store.arrow_fs()
     with _log_errors(store, path), fs.open_input_file(f"{root}/{path}") as source:
         one = ipc.open_file(source).get_batch(batch).take(pa.array([row - int(lengths[batch])]))
-        return pa.Table.from_batches([one])  # a copy: a slice would keep the whole batch cached
+        return plain(pa.Table.from_batches([one]))  # a copy: a slice would keep the whole batch cached
 
 
 def load_all(store: ObjectStore, paths: Sequence[str]) -> list[pa.Table]:
-    """load() of many change tables; from an object store side by side (a diff over many commits opens each
-    of them, and parallel gets take about as long as one), from local disk kept mapped (_kept())."""
+    """Many change tables as stored (file columns dictionary-encoded in all but older logs, for compose());
+    from an object store side by side (a diff over many commits opens each of them, and parallel gets take
+    about as long as one), from local disk kept mapped (_kept())."""
     return _each(store, paths, lambda path: _kept(store, path))
 
 
@@ -242,18 +261,18 @@ _MAPPED: ByteLRU[tuple[str, ObjectStore, str, tuple[int, int, int]], pa.Table] =
 
 
 def _kept(store: ObjectStore, path: str) -> pa.Table:
-    """load() of one change log, from the mapped logs when it is a local Arrow log stored uncompressed."""
+    """One change log as stored, from the mapped logs when it is a local Arrow log stored uncompressed."""
     local = store.local_path(path)
     if local is None or path.endswith(".parquet"):
-        return load(store, path)
+        return _load(store, path, None)
     try:
         stat = os.stat(local)
     except OSError:
-        return load(store, path)  # raises the error that names the log
+        return _load(store, path, None)  # raises the error that names the log
     key = (store.uri, store, path, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
     table = _MAPPED.get(key)
     if table is None:
-        table = load(store, path)
+        table = _load(store, path, None)
         if table.num_rows <= SMALL_LOG_ROWS:  # encode() left it uncompressed: the table is the mapping
             _MAPPED.put(key, table)
     return table

@@ -31,13 +31,16 @@ FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY = "_from_file", "_from_pos", "_t
 FROM_REF, TO_REF = "_from_ref", "_to_ref"
 
 
-def _net_schema(ctx: DatasetContext) -> pa.Schema:
+def _net_schema(ctx: DatasetContext, files: pa.DataType | None = None) -> pa.Schema:
+    """The net change's columns; `files` is how its file columns hold paths (strings by default, or
+    dictionary-encoded as change logs store them)."""
+    files = files or pa.string()
     return pa.schema(
         [
             *ctx.key_schema,
-            pa.field(FROM_FILE, pa.string()),
+            pa.field(FROM_FILE, files),
             pa.field(FROM_POS, pa.int64()),
-            pa.field(TO_FILE, pa.string()),
+            pa.field(TO_FILE, files),
             pa.field(TO_POS, pa.int64()),
             pa.field(MOVE_ONLY, pa.bool_()),
             pa.field(FROM_REF, pa.int64()),
@@ -79,14 +82,16 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
 
 
 def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa.Array]:
-    """net_along() of change tables already loaded, oldest first."""
+    """net_along() of change tables already loaded, oldest first. Its file columns hold the paths as the
+    logs do: dictionary-encoded, or strings when a log held them so."""
     pks = ctx.meta.primary_keys
     parts = [p for p in logs if p.num_rows]
     if not parts:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
-    table = pa.concat_tables(
-        [p.drop_columns([c for c in ch.IMAGES if c in p.column_names]) for p in parts], promote_options="permissive"
-    )
+    stored = [p.drop_columns([c for c in ch.IMAGES if c in p.column_names]) for p in parts]
+    if len({p.schema.field("_old_file").type for p in stored} | {p.schema.field("_new_file").type for p in stored}) > 1:
+        stored = [ch.plain(p) for p in stored]  # older logs, or a commit's own log, hold the paths as strings
+    table = pa.concat_tables(stored, promote_options="permissive")
     # The row-image pool and the rows' locations are joined into whole arrays on the helper thread while this
     # one groups the keys: a take from chunks locates each index's chunk first and costs about twice as much.
     images = beside(_pool, pool_type(ctx), parts)
@@ -121,7 +126,7 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
         pa.array(first_real, mask=from_unknown),
         pa.array(last_real + n, mask=to_unknown),
     ]
-    return pa.Table.from_arrays(cols, schema=_net_schema(ctx)), pool
+    return pa.Table.from_arrays(cols, schema=_net_schema(ctx, table.schema.field("_old_file").type)), pool
 
 
 def _pool(image_type: pa.StructType, logs: Sequence[pa.Table]) -> tuple[pa.Array, np.ndarray[Any, np.dtype[np.bool_]]]:
@@ -161,13 +166,14 @@ def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves:
     Keys compaction only moved are left out unless `keep_moves` (a merge must know where its target's rows
     are now); they are marked MOVE_ONLY.
     """
-    return net_images(ctx, start, end, keep_moves)[0]
+    return ch.plain(net_images(ctx, start, end, keep_moves)[0], (FROM_FILE, TO_FILE))
 
 
 def net_images(
     ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False
 ) -> tuple[pa.Table, pa.Array]:
-    """net_between() plus the pool of logged row images its FROM_REF and TO_REF columns index."""
+    """net_between() plus the pool of logged row images its FROM_REF and TO_REF columns index; its file
+    columns may be dictionary-encoded (a diff never turns most of them into strings)."""
     if start.snapshot_id == end.snapshot_id:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
     ancestor = common_ancestor(ctx, start, end)
@@ -183,6 +189,8 @@ def net_images(
     if b.num_rows == 0:  # `end` is an ancestor of `start`: the path's net change backwards
         backwards = [*pks, TO_FILE, TO_POS, FROM_FILE, FROM_POS, MOVE_ONLY, TO_REF, FROM_REF]
         return _drop_unchanged(a.select(backwards).rename_columns(a.column_names), keep_moves), pool_a
+    if a.schema.field(FROM_FILE).type != b.schema.field(FROM_FILE).type:  # one path held older logs
+        a, b = ch.plain(a, (FROM_FILE, TO_FILE)), ch.plain(b, (FROM_FILE, TO_FILE))
     names = [FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY, FROM_REF, TO_REF]
     a = a.append_column("_in_a", pa.array(np.ones(a.num_rows, dtype=bool))).rename_columns(
         [*pks, *(f"a{c}" for c in names), "_in_a"]
@@ -204,7 +212,8 @@ def net_images(
         pc.if_else(in_b, pc.add(j.column(f"b{TO_REF}"), offset), j.column(f"a{FROM_REF}")),
     ]
     pool = pa.concat_arrays([pool_a, pool_b])
-    return _drop_unchanged(pa.Table.from_arrays(cols, schema=_net_schema(ctx)), keep_moves), pool
+    net = pa.Table.from_arrays(cols, schema=_net_schema(ctx, a.schema.field(f"a{FROM_FILE}").type))
+    return _drop_unchanged(net, keep_moves), pool
 
 
 def _drop_unchanged(net: pa.Table, keep_moves: bool) -> pa.Table:
@@ -255,6 +264,8 @@ def _gather(
     parts, order = [], []
     for i, path in enumerate(encoded.dictionary.to_pylist()):
         where = np.nonzero(idx == i)[0]
+        if not len(where):  # paths arrive dictionary-encoded as logs store them, unused values included
+            continue
         # Cast per file: rows one commit cached as it wrote them may differ from a Parquet read in nullability.
         parts.append(read(str(path), pos[where]).cast(schema))
         order.append(where)

@@ -115,7 +115,7 @@ def as_change_log(ctx: DatasetContext, net: pa.Table, pool: pa.Array) -> pa.Tabl
         absent_before, absent_after, moved = absent_before[keep], absent_after[keep], moved[keep]
     codes = np.select([absent_before, absent_after, moved], [0, 2, 3], default=1).astype(np.int32)
     kind = pa.DictionaryArray.from_arrays(pa.array(codes), _KINDS).cast(pa.string())
-    places = net.select([FROM_FILE, FROM_POS, TO_FILE, TO_POS]).columns
+    places = ch.plain(net.select([FROM_FILE, FROM_POS, TO_FILE, TO_POS]), (FROM_FILE, TO_FILE)).columns
     columns = [*net.select(ctx.meta.primary_keys).columns, kind, *places]
     table = pa.Table.from_arrays(columns, schema=ch.change_schema(ctx.key_schema))
     image_type = pool_type(ctx)

@@ -4,12 +4,14 @@ compactions and branches; and it reads only change logs and the data files that 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pytest
 from _disk import files_under
 from _model import COMPOSITE_KEY, SINGLE_KEY, MakeDataset, Row
@@ -304,3 +306,27 @@ def test_a_change_log_damaged_after_a_diff_mapped_it_is_read_afresh(make_dataset
     local.write_bytes(local.read_bytes()[:-10])
     with pytest.raises(CorruptDatasetError, match=path):
         ds.diff(start, end)
+
+
+def test_diff_over_logs_that_hold_file_paths_as_strings(make_dataset: MakeDataset) -> None:
+    """Logs store file paths dictionary-encoded; logs an older version wrote hold them as strings, and a
+    diff over both kinds, either way round, gives the same rows."""
+    ds = make_dataset(log_row_images=True)
+    start = ds.append(LAYOUT.table([row(k, "a") for k in range(30)])).id
+    for step in range(4):
+        ds.upsert(LAYOUT.table([row(k, f"s{step}") for k in range(step, 30, 3)] + [row(100 + step, "new")]))
+    ds.delete(keys=[5])
+    end = ds.snapshot().id
+    ctx = ds._ctx
+    stored = ipc.open_file(str(ctx.store.local_path(str(ctx.log.get(end).changes)))).schema
+    assert all(pa.types.is_dictionary(stored.field(c).type) for c in changes.FILE_COLUMNS)
+    want = {(s, e): sorted(map(str, ds.diff(s, e).to_pylist())) for s, e in ((start, end), (end, start))}
+    for sid in (start + 1, start + 3):  # rewrite two of the logs as an older version wrote them
+        local = str(ctx.store.local_path(str(ctx.log.get(sid).changes)))
+        old = changes.load(ctx.store, str(ctx.log.get(sid).changes))
+        with ipc.new_file(local + ".old", old.schema) as writer:
+            writer.write_table(old)
+        os.replace(local + ".old", local)  # a new file, as every write is: `old` still maps the one it replaces
+        assert pa.types.is_string(ipc.open_file(local).schema.field("_old_file").type)
+    for (s, e), rows in want.items():
+        assert sorted(map(str, ds.diff(s, e).to_pylist())) == rows
