@@ -108,7 +108,9 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     once = first_real == last_real
     if not once.all():
         order = np.concatenate([np.flatnonzero(once), np.flatnonzero(~once)])
-        first, last, first_real, last_real = first[order], last[order], first_real[order], last_real[order]
+        moved = first_real is not first  # without moves the real changes are the changes: reorder them once
+        first, last = first[order], last[order]
+        first_real, last_real = (first_real[order], last_real[order]) if moved else (first, last)
     absent_before = _is(letters, ch.INSERT)[first]
     absent_after = _is(letters, ch.DELETE)[last]
     pool, logged = images.result()
@@ -123,8 +125,8 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
         *before.columns,
         *after.result().columns,
         pa.array(first_real < 0),
-        pa.array(first_real, mask=from_unknown),
-        pa.array(last_real + n, mask=to_unknown),
+        pa.array(first_real, mask=from_unknown if from_unknown.any() else None),
+        pa.array(last_real + n, mask=to_unknown if to_unknown.any() else None),
     ]
     return pa.Table.from_arrays(cols, schema=_net_schema(ctx, table.schema.field("_old_file").type)), pool
 
