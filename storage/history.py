@@ -76,7 +76,7 @@ def iter_diff(
 def _diff_part(
     ctx: DatasetContext,
     part: pa.Table,
-    pool: pa.ChunkedArray | pa.Array,
+    pool: pa.Array,
     columns: list[str],
     compared: list[str],
     schema: pa.Schema,

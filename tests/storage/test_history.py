@@ -18,7 +18,7 @@ from _model import COMPOSITE_KEY, SINGLE_KEY, MakeDataset, Row
 
 import storage.context
 import storage.io.local
-from storage import Catalog, CorruptDatasetError, Dataset, WriteOptions, changes
+from storage import Catalog, CorruptDatasetError, Dataset, InvalidInputError, WriteOptions, changes
 from storage.datafiles import read_positions
 from storage.io.local import LocalStore
 from storage.row_images import MAX_LOGGED_NEW_ROWS
@@ -330,3 +330,10 @@ def test_diff_over_logs_that_hold_file_paths_as_strings(make_dataset: MakeDatase
         assert pa.types.is_string(ipc.open_file(local).schema.field("_old_file").type)
     for (s, e), rows in want.items():
         assert sorted(map(str, ds.diff(s, e).to_pylist())) == rows
+
+
+def test_iter_diff_refuses_an_empty_batch(make_dataset: MakeDataset) -> None:
+    ds = make_dataset()
+    start = ds.append(LAYOUT.table([row(1, "a")])).id
+    with pytest.raises(InvalidInputError, match="batch_size must be at least 1"):
+        ds.iter_diff(start, batch_size=0)
