@@ -172,3 +172,15 @@ def engine_diff(ds: Any, start: Any, end: Any, layout: Layout) -> list[tuple[str
         kind = r.pop("_change_type")
         out.append((kind, r))
     return sorted(out, key=lambda e: (e[0], layout.key(e[1])))
+
+
+def reachable(start: int, parents_of: Callable[[int], Iterable[int]]) -> set[int]:
+    """`start` and every snapshot id it descends from through `parents_of` (no parents: the line ends)."""
+    seen: set[int] = set()
+    todo = [start]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(parents_of(current))
+    return seen

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+from _model import reachable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -47,16 +48,7 @@ def _histories(draw: st.DrawFn) -> tuple[dict[int, LogEntry], int, int]:
 
 
 def _ancestors(log: _Log, sid: int) -> set[int]:
-    seen: set[int] = set()
-    todo = [sid]
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        if current in log.entries:
-            todo.extend(parents(log.entries[current]))
-    return seen
+    return reachable(sid, lambda s: parents(log.entries[s]) if s in log.entries else [])
 
 
 @settings(max_examples=300, deadline=None)

@@ -19,7 +19,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from _model import LAYOUTS, SINGLE_KEY, InputForm, Key, Layout, MakeDataset, Model, Row, as_input
+from _model import LAYOUTS, SINGLE_KEY, InputForm, Key, Layout, MakeDataset, Model, Row, as_input, reachable
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -140,17 +140,12 @@ class VersionsMachine(RuleBasedStateMachine):
 
     def ancestors(self, sid: int) -> set[int]:
         """`sid` and what it descends from through first and merge parents; an expired entry ends its path."""
-        seen: set[int] = set()
-        todo = [sid]
-        while todo:
-            s = todo.pop()
-            if s in seen:
-                continue
-            seen.add(s)
-            if s in self.live:
-                node = self.nodes[s]
-                todo += [p for p in (node.parent, node.merge_parent) if p is not None]
-        return seen
+
+        def parents(s: int) -> list[int]:
+            node = self.nodes[s] if s in self.live else None
+            return [p for p in (node.parent, node.merge_parent) if p is not None] if node else []
+
+        return reachable(sid, parents)
 
     def common_ancestor(self, a: int, b: int) -> int | None:
         """The newest live snapshot both descend from (ids grow with time)."""
