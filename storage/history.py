@@ -23,6 +23,7 @@ from .changeset import (
     pool_type,
     rows_known,
 )
+from .compare import rows_differ
 from .context import DatasetContext
 from .formats import encode_json
 from .inputs import key_table
@@ -81,8 +82,7 @@ def _diff_part(
     compared: list[str],
     schema: pa.Schema,
 ) -> pa.Table:
-    """iter_diff() of one batch of the net change; the pre-images and half of their comparison are made on
-    the helper thread."""
+    """iter_diff() of one batch of the net change; the pre-images are made on the helper thread."""
     has_from = pc.is_valid(part.column(FROM_FILE)).to_numpy(zero_copy_only=False)
     has_to = pc.is_valid(part.column(TO_FILE)).to_numpy(zero_copy_only=False)
     both = has_from & has_to
@@ -91,9 +91,7 @@ def _diff_part(
     post = _state(ctx, updated, _END, pool, columns)
     pre = before.result()
     # An update that rewrote a row with identical content is no change.
-    some, others = compared[::2], compared[1::2]
-    differ = beside(rows_differ, pre.select(some), post.select(some))
-    changed = pc.or_(rows_differ(pre.select(others), post.select(others)), differ.result())
+    changed = rows_differ(pre.select(compared), post.select(compared))
     if changed.false_count:
         pre, post = pre.filter(changed), post.filter(changed)
     out = [_tagged(pre, PRE), _tagged(post, POST)]
@@ -101,26 +99,6 @@ def _diff_part(
         if rows.any():
             out.insert(-2, _tagged(_state(ctx, part.take(np.flatnonzero(rows)), side, pool, columns), kind))
     return pa.concat_tables(out).cast(schema)
-
-
-def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
-    """Per row pair: whether any column differs (nulls equal nulls); vectorized where Arrow can compare.
-
-    The columns' answers are combined as Arrow bitmaps and turned into one array at the end: converting
-    each column's to numpy cost as much as comparing it.
-    """
-    same: pa.Array | pa.ChunkedArray = pa.array(np.ones(a.num_rows, dtype=bool))
-    for name in a.column_names:
-        x, y = a.column(name), b.column(name)
-        try:
-            eq = pc.equal(x, y)
-            if x.null_count or y.null_count:
-                eq = pc.or_(pc.fill_null(eq, False), pc.and_(pc.is_null(x), pc.is_null(y)))
-        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # nested types
-            eq = pa.array([u == v for u, v in zip(x.to_pylist(), y.to_pylist(), strict=True)], pa.bool_())
-        same = pc.and_(same, eq)
-    differ = pc.invert(same)
-    return differ.combine_chunks() if isinstance(differ, pa.ChunkedArray) else differ
 
 
 @dataclass(frozen=True)
