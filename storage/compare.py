@@ -17,26 +17,30 @@ def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
     """Per row pair of two tables with the same columns: whether any column differs (nulls equal nulls).
 
     Fixed-width columns are compared first, and once few pairs are still equal only those are compared
-    further: an update usually changes some column, so most pairs are settled by the first columns.
+    further: an update usually changes some column, so most pairs are settled by the first columns. Until
+    then the columns' answers are combined as Arrow bitmaps (turning each into numpy cost as much as the
+    comparison).
     """
     n = a.num_rows
-    same = np.ones(n, dtype=bool)
+    same: pa.Array | pa.ChunkedArray = pa.array(np.ones(n, dtype=bool))
     rows: np.ndarray[Any, np.dtype[np.intp]] | None = None  # the pairs still equal, once few are
     for name in sorted(a.column_names, key=lambda c: _cost(a.schema.field(c).type)):
         x, y = a.column(name), b.column(name)
         if rows is None:
-            same &= _equal(x, y)
-            if same.sum() * _NARROW <= n:
-                rows = np.flatnonzero(same)
+            same = pc.and_(same, _equal(x, y))
+            if (pc.sum(same).as_py() or 0) * _NARROW <= n:  # the sum of no rows is null
+                rows = np.flatnonzero(same.to_numpy(zero_copy_only=False))
         else:
             taken = pa.array(rows)
-            rows = rows[_equal(x.take(taken), y.take(taken))]
+            rows = rows[_equal(x.take(taken), y.take(taken)).to_numpy(zero_copy_only=False)]
         if rows is not None and not len(rows):
             break
-    if rows is not None:
-        same = np.zeros(n, dtype=bool)
-        same[rows] = True
-    return pa.array(~same)
+    if rows is None:
+        differ = pc.invert(same)
+        return differ.combine_chunks() if isinstance(differ, pa.ChunkedArray) else differ
+    changed = np.ones(n, dtype=bool)
+    changed[rows] = False
+    return pa.array(changed)
 
 
 def _cost(kind: pa.DataType) -> int:
@@ -47,12 +51,11 @@ def _cost(kind: pa.DataType) -> int:
     return 0 if fixed else 1
 
 
-def _equal(x: pa.ChunkedArray, y: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.bool_]]:
+def _equal(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     try:
         eq = pc.equal(x, y)
         if x.null_count or y.null_count:
             eq = pc.or_(pc.fill_null(eq, False), pc.and_(pc.is_null(x), pc.is_null(y)))
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # nested types
         eq = pa.array([u == v for u, v in zip(x.to_pylist(), y.to_pylist(), strict=True)], pa.bool_())
-    same: np.ndarray[Any, np.dtype[np.bool_]] = np.asarray(eq.to_numpy(zero_copy_only=False), dtype=bool)
-    return same
+    return eq
