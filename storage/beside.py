@@ -6,28 +6,22 @@ second thread finishes in about the time of the other half, as a full scan decod
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
+
+from .pools import ForkSafePool
 
 T = TypeVar("T")
 
-_NAME = "lh-beside"
-
-
-def _new_helper() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=_NAME)
-
-
-_HELPER = _new_helper()
+_HELPER = ForkSafePool(1, "lh-beside")
 
 
 def beside(fn: Callable[..., T], *args: Any) -> Future[T]:
     """fn(*args) on the helper thread; run at once on the caller's when the caller is the helper (work it
     queued behind itself and waited for would never start)."""
-    if threading.current_thread().name.startswith(_NAME):
+    if threading.current_thread().name.startswith(_HELPER.name):
         done: Future[T] = Future()
         try:
             done.set_result(fn(*args))
@@ -35,11 +29,3 @@ def beside(fn: Callable[..., T], *args: Any) -> Future[T]:
             done.set_exception(exc)
         return done
     return _HELPER.submit(fn, *args)
-
-
-def _after_fork() -> None:
-    global _HELPER
-    _HELPER = _new_helper()  # a forked child has no threads
-
-
-os.register_at_fork(after_in_child=_after_fork)

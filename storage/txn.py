@@ -7,12 +7,11 @@ compaction) are prepared again.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from .inputs import key_values
 from .io import ObjectStore
 from .lineage import ROLLUPS
 from .log import LogEntry
+from .pools import ForkSafePool
 from .row_images import with_row_images
 
 MAX_ATTEMPTS = 12
@@ -325,15 +325,7 @@ def store_all(store: ObjectStore, files: dict[str, bytes]) -> None:
 
 
 # Writer threads kept for the process: starting them per commit took longer than a small commit's writes.
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lh-store")
-
-
-def _new_pool() -> None:
-    global _POOL
-    _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lh-store")  # a forked child has no threads
-
-
-os.register_at_fork(after_in_child=_new_pool)
+_POOL = ForkSafePool(8, "lh-store")
 
 
 def _discard(ctx: DatasetContext, prep: Prepared) -> None:
