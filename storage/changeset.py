@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import bits
 from . import changes as ch
 from .beside import beside
 from .context import DatasetContext
@@ -118,15 +119,15 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     from_unknown = absent_before | (first_real < 0) | ~logged[:n][first_real]
     to_unknown = absent_after | (last_real < 0) | ~logged[n:][last_real]
     located = places.result()
-    after = beside(located.select([2, 3]).take, pa.array(last, mask=absent_after))
-    before = located.select([0, 1]).take(pa.array(first, mask=absent_before))
+    after = beside(located.select([2, 3]).take, bits.with_nulls(last, absent_after))
+    before = located.select([0, 1]).take(bits.with_nulls(first, absent_before))
     cols = [
         *table.select(pks).take(first).columns,
         *before.columns,
         *after.result().columns,
-        pa.array(first_real < 0),
-        pa.array(first_real, mask=from_unknown if from_unknown.any() else None),
-        pa.array(last_real + n, mask=to_unknown if to_unknown.any() else None),
+        bits.to_arrow(first_real < 0),
+        bits.with_nulls(first_real, from_unknown),
+        bits.with_nulls(last_real + n, to_unknown),
     ]
     return pa.Table.from_arrays(cols, schema=_net_schema(ctx, table.schema.field("_old_file").type)), pool
 
@@ -135,7 +136,7 @@ def _pool(image_type: pa.StructType, logs: Sequence[pa.Table]) -> tuple[pa.Array
     """Every log's old-row images, then every log's new-row images, in one array (compose()'s pool), and
     per row of it whether an image was logged."""
     pool = pa.concat_arrays([chunk for c in ch.IMAGES for p in logs for chunk in _images(image_type, p, c)])
-    return pool, pc.is_valid(pool).to_numpy(zero_copy_only=False)
+    return pool, bits.valid(pool)
 
 
 def _is(letters: np.ndarray[Any, np.dtype[np.uint8]], kind: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -157,7 +158,7 @@ def _full_compare(ctx: DatasetContext, start: LogEntry, end: LogEntry) -> pa.Tab
     b = locations(ctx.files(end), pks).rename_columns([*pks, TO_POS, TO_FILE])
     joined = a.join(b, keys=pks, join_type="full outer")
     n = joined.num_rows
-    joined = joined.append_column(MOVE_ONLY, pa.array(np.zeros(n, dtype=bool)))
+    joined = joined.append_column(MOVE_ONLY, bits.to_arrow(np.zeros(n, dtype=bool)))
     joined = joined.append_column(FROM_REF, pa.nulls(n, pa.int64())).append_column(TO_REF, pa.nulls(n, pa.int64()))
     return joined.select(_net_schema(ctx).names).cast(_net_schema(ctx))
 
@@ -194,10 +195,10 @@ def net_images(
     if a.schema.field(FROM_FILE).type != b.schema.field(FROM_FILE).type:  # one path held older logs
         a, b = ch.plain(a, (FROM_FILE, TO_FILE)), ch.plain(b, (FROM_FILE, TO_FILE))
     names = [FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY, FROM_REF, TO_REF]
-    a = a.append_column("_in_a", pa.array(np.ones(a.num_rows, dtype=bool))).rename_columns(
+    a = a.append_column("_in_a", bits.to_arrow(np.ones(a.num_rows, dtype=bool))).rename_columns(
         [*pks, *(f"a{c}" for c in names), "_in_a"]
     )
-    b = b.append_column("_in_b", pa.array(np.ones(b.num_rows, dtype=bool))).rename_columns(
+    b = b.append_column("_in_b", bits.to_arrow(np.ones(b.num_rows, dtype=bool))).rename_columns(
         [*pks, *(f"b{c}" for c in names), "_in_b"]
     )
     j = a.join(b, keys=pks, join_type="full outer")
@@ -221,8 +222,7 @@ def net_images(
 def _drop_unchanged(net: pa.Table, keep_moves: bool) -> pa.Table:
     from_pos, to_pos = (net.column(c).to_numpy(zero_copy_only=False) for c in (FROM_POS, TO_POS))
     from_file, to_file = net.column(FROM_FILE), net.column(TO_FILE)
-    absent_before = pc.is_null(from_file).to_numpy(zero_copy_only=False)
-    absent_after = pc.is_null(to_file).to_numpy(zero_copy_only=False)
+    absent_before, absent_after = ~bits.valid(from_file), ~bits.valid(to_file)
     # Paths are compared only where positions match (rarely): comparing every key's two paths costs more
     # than the rest of the net change.
     same_pos = np.flatnonzero(~absent_before & ~absent_after & (from_pos == to_pos))
@@ -231,8 +231,8 @@ def _drop_unchanged(net: pa.Table, keep_moves: bool) -> pa.Table:
         same_file = pc.equal(pc.take(from_file, same_pos), pc.take(to_file, same_pos))
         unchanged[same_pos] = same_file.to_numpy(zero_copy_only=False)
     if not keep_moves:
-        unchanged |= pc.fill_null(net.column(MOVE_ONLY), False).to_numpy(zero_copy_only=False)
-    return net if not unchanged.any() else net.filter(pa.array(~unchanged))
+        unchanged |= bits.to_numpy(net.column(MOVE_ONLY))
+    return net if not unchanged.any() else net.filter(bits.to_arrow(~unchanged))
 
 
 def rows_at(
@@ -287,7 +287,7 @@ def rows_known(
     """rows_at(), taking each row from the row-image pool where its ref is set instead of its data file."""
     if refs.null_count == 0:
         return pooled_rows(ctx, refs, pool, columns)
-    have = pc.is_valid(refs).to_numpy(zero_copy_only=False)
+    have = bits.valid(refs)
     if not have.any():
         return rows_at(ctx, files, positions, columns)
     hit, miss = np.nonzero(have)[0], np.nonzero(~have)[0]
@@ -321,7 +321,7 @@ def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: pa.
         low = int(at[0])
         mask = np.zeros(int(at[ascending - 1]) - low + 1, dtype=bool)
         mask[at[:ascending] - low] = True
-        selected = pa.array(mask)
+        selected = bits.to_arrow(mask)
         fields = [
             pa.chunked_array([f.slice(low, len(mask)).filter(selected), f.take(pa.array(at[ascending:]))])
             for f in fields

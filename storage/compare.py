@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import bits
+
 # Below this share of pairs still equal, the remaining columns are compared on those pairs alone: taking a
 # few rows of both sides costs less than comparing the whole column.
 _NARROW = 8
@@ -22,17 +24,17 @@ def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
     comparison).
     """
     n = a.num_rows
-    same: pa.Array | pa.ChunkedArray = pa.array(np.ones(n, dtype=bool))
+    same: pa.Array | pa.ChunkedArray = bits.to_arrow(np.ones(n, dtype=bool))
     rows: np.ndarray[Any, np.dtype[np.intp]] | None = None  # the pairs still equal, once few are
     for name in sorted(a.column_names, key=lambda c: _cost(a.schema.field(c).type)):
         x, y = a.column(name), b.column(name)
         if rows is None:
             same = pc.and_(same, _equal(x, y))
             if (pc.sum(same).as_py() or 0) * _NARROW <= n:  # the sum of no rows is null
-                rows = np.flatnonzero(same.to_numpy(zero_copy_only=False))
+                rows = np.flatnonzero(bits.to_numpy(same))
         else:
             taken = pa.array(rows)
-            rows = rows[_equal(x.take(taken), y.take(taken)).to_numpy(zero_copy_only=False)]
+            rows = rows[bits.to_numpy(_equal(x.take(taken), y.take(taken)))]
         if rows is not None and not len(rows):
             break
     if rows is None:
@@ -40,7 +42,7 @@ def rows_differ(a: pa.Table, b: pa.Table) -> pa.Array:
         return differ.combine_chunks() if isinstance(differ, pa.ChunkedArray) else differ
     changed = np.ones(n, dtype=bool)
     changed[rows] = False
-    return pa.array(changed)
+    return bits.to_arrow(changed)
 
 
 def _cost(kind: pa.DataType) -> int:

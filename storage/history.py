@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import bits
 from . import changes as ch
 from .beside import beside
 from .changeset import (
@@ -83,8 +84,7 @@ def _diff_part(
     schema: pa.Schema,
 ) -> pa.Table:
     """iter_diff() of one batch of the net change; the pre-images are made on the helper thread."""
-    has_from = pc.is_valid(part.column(FROM_FILE)).to_numpy(zero_copy_only=False)
-    has_to = pc.is_valid(part.column(TO_FILE)).to_numpy(zero_copy_only=False)
+    has_from, has_to = bits.valid(part.column(FROM_FILE)), bits.valid(part.column(TO_FILE))
     both = has_from & has_to
     updated = part if both.all() else part.take(np.flatnonzero(both))
     before = beside(_state, ctx, updated, _START, pool, columns)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import bits
 from . import changes as ch
 from .changeset import FROM_FILE, FROM_POS, FROM_REF, MOVE_ONLY, TO_FILE, TO_POS, TO_REF, compose, pool_type
 from .context import DatasetContext
@@ -106,12 +107,11 @@ def as_change_log(ctx: DatasetContext, net: pa.Table, pool: pa.Array) -> pa.Tabl
     and a change type that says the same (insert: absent before; delete: absent after; move: only moved).
     Keys inserted and deleted inside the range are left out, as they are in any composition.
     """
-    absent_before = pc.is_null(net.column(FROM_FILE)).to_numpy(zero_copy_only=False)
-    absent_after = pc.is_null(net.column(TO_FILE)).to_numpy(zero_copy_only=False)
-    moved = pc.fill_null(net.column(MOVE_ONLY), False).to_numpy(zero_copy_only=False)
+    absent_before, absent_after = ~bits.valid(net.column(FROM_FILE)), ~bits.valid(net.column(TO_FILE))
+    moved = bits.to_numpy(net.column(MOVE_ONLY))
     keep = ~(absent_before & absent_after)
     if not keep.all():
-        net = net.filter(pa.array(keep))
+        net = net.filter(bits.to_arrow(keep))
         absent_before, absent_after, moved = absent_before[keep], absent_after[keep], moved[keep]
     codes = np.select([absent_before, absent_after, moved], [0, 2, 3], default=1).astype(np.int32)
     kind = pa.DictionaryArray.from_arrays(pa.array(codes), _KINDS).cast(pa.string())
