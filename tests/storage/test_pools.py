@@ -36,4 +36,3 @@ def test_beside_runs_in_a_forked_child(request: pytest.FixtureRequest) -> None:
         return
     assert beside(len, "abc").result(timeout=10) == 3
     assert _in_child(lambda: beside(len, "abcd").result(timeout=10) == 4) == 0
-
