@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 
@@ -11,12 +12,12 @@ from storage.pools import ForkSafePool
 from tests.fresh_process import in_fresh_process
 
 
-def _in_child(work: object) -> int:
+def _in_child(work: Callable[[], bool]) -> int:
     """Exit status of a forked child that runs `work` (0 when it returned True within 10 s)."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
-            os._exit(0 if work() else 1)  # type: ignore[operator]
+            os._exit(0 if work() else 1)
         finally:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
