@@ -9,7 +9,7 @@ snapshots' key locations are compared instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,8 @@ FROM_FILE, FROM_POS, TO_FILE, TO_POS, MOVE_ONLY = "_from_file", "_from_pos", "_t
 # Row of the row-image pool holding a key's content at the start (FROM_REF) or end (TO_REF), when a change
 # log recorded it; null means "read it at FROM/TO file and position".
 FROM_REF, TO_REF = "_from_ref", "_to_ref"
+# The row-image pool: one array, or (for a diff in batches) the change logs' image columns left as chunks.
+Pool: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 def _net_schema(ctx: DatasetContext, files: pa.DataType | None = None) -> pa.Schema:
@@ -63,12 +65,14 @@ def _empty_pool(ctx: DatasetContext) -> pa.Array:
     return pa.array([], pool_type(ctx))
 
 
-def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, pa.Array]:
+def net_along(ctx: DatasetContext, path: Sequence[LogEntry], join: bool = True) -> tuple[pa.Table, Pool]:
     """Per key touched along `path` (oldest first): location before the first and after the last commit.
 
     Also the row-image pool of the path: FROM_REF and TO_REF index the key's content before and after the
     path when the change logs recorded it. Keys changed once come first, in order of their change, so their
-    FROM_REF and TO_REF ascend together: pooled_rows() then reads the pool front to back.
+    FROM_REF and TO_REF ascend together: pooled_rows() then reads the pool front to back. Unless `join`, the
+    pool keeps the logs' image columns as they are (chunks of mapped logs hold no heap) instead of copying
+    them into one array.
     """
     logs = logs_along(path)
     try:
@@ -79,10 +83,10 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry]) -> tuple[pa.Table, 
             raise
         # A roll-up is only a shortcut: if one is unreadable, the commits' own logs say the same.
         parts = ch.load_all(ctx.store, plain)
-    return compose(ctx, parts)
+    return compose(ctx, parts, join)
 
 
-def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa.Array]:
+def compose(ctx: DatasetContext, logs: Sequence[pa.Table], join: bool = True) -> tuple[pa.Table, Pool]:
     """net_along() of change tables already loaded, oldest first. Its file columns hold the paths as the
     logs do: dictionary-encoded, or strings when a log held them so."""
     pks = ctx.meta.primary_keys
@@ -93,9 +97,10 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     if len({p.schema.field("_old_file").type for p in stored} | {p.schema.field("_new_file").type for p in stored}) > 1:
         stored = [ch.plain(p) for p in stored]  # older logs, or a commit's own log, hold the paths as strings
     table = pa.concat_tables(stored, promote_options="permissive")
-    # The row-image pool and the rows' locations are joined into whole arrays on the helper thread while this
-    # one groups the keys: a take from chunks locates each index's chunk first and costs about twice as much.
-    images = beside(_pool, pool_type(ctx), parts)
+    # The row-image pool (if `join`) and the rows' locations are joined into whole arrays on the helper thread
+    # while this one groups the keys: a take from chunks locates each index's chunk first and costs about
+    # twice as much.
+    images = beside(_pool, pool_type(ctx), parts, join)
     places = beside(table.select(["_old_file", "_old_pos", "_new_file", "_new_pos"]).combine_chunks)
     n = table.num_rows
     ids, count = key_groups(table.select(pks))
@@ -132,10 +137,13 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table]) -> tuple[pa.Table, pa
     return pa.Table.from_arrays(cols, schema=_net_schema(ctx, table.schema.field("_old_file").type)), pool
 
 
-def _pool(image_type: pa.StructType, logs: Sequence[pa.Table]) -> tuple[pa.Array, np.ndarray[Any, np.dtype[np.bool_]]]:
-    """Every log's old-row images, then every log's new-row images, in one array (compose()'s pool), and
-    per row of it whether an image was logged."""
-    pool = pa.concat_arrays([chunk for c in ch.IMAGES for p in logs for chunk in _images(image_type, p, c)])
+def _pool(
+    image_type: pa.StructType, logs: Sequence[pa.Table], join: bool
+) -> tuple[Pool, np.ndarray[Any, np.dtype[np.bool_]]]:
+    """Every log's old-row images, then every log's new-row images (compose()'s pool), in one array if
+    `join`, and per row of it whether an image was logged."""
+    chunks = [chunk for c in ch.IMAGES for p in logs for chunk in _images(image_type, p, c)]
+    pool = pa.concat_arrays(chunks) if join else pa.chunked_array(chunks, image_type)
     return pool, bits.valid(pool)
 
 
@@ -173,10 +181,11 @@ def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves:
 
 
 def net_images(
-    ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False
-) -> tuple[pa.Table, pa.Array]:
-    """net_between() plus the pool of logged row images its FROM_REF and TO_REF columns index; its file
-    columns may be dictionary-encoded (a diff never turns most of them into strings)."""
+    ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False, join: bool = True
+) -> tuple[pa.Table, Pool]:
+    """net_between() plus the pool of logged row images its FROM_REF and TO_REF columns index (see
+    net_along() for `join`); its file columns may be dictionary-encoded (a diff never turns most of them into
+    strings)."""
     if start.snapshot_id == end.snapshot_id:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
     ancestor = common_ancestor(ctx, start, end)
@@ -185,8 +194,8 @@ def net_images(
     if to_start is None or to_end is None:
         return _drop_unchanged(_full_compare(ctx, start, end), keep_moves), _empty_pool(ctx)
     pks = ctx.meta.primary_keys
-    a, pool_a = net_along(ctx, to_start)
-    b, pool_b = net_along(ctx, to_end)
+    a, pool_a = net_along(ctx, to_start, join)
+    b, pool_b = net_along(ctx, to_end, join)
     if a.num_rows == 0:
         return _drop_unchanged(b, keep_moves), pool_b
     if b.num_rows == 0:  # `end` is an ancestor of `start`: the path's net change backwards
@@ -214,9 +223,17 @@ def net_images(
         pc.if_else(in_a, j.column(f"a{TO_REF}"), pc.add(j.column(f"b{FROM_REF}"), offset)),
         pc.if_else(in_b, pc.add(j.column(f"b{TO_REF}"), offset), j.column(f"a{FROM_REF}")),
     ]
-    pool = pa.concat_arrays([pool_a, pool_b])
+    pool = (
+        pa.concat_arrays([pool_a, pool_b])
+        if join
+        else pa.chunked_array([*_chunks(pool_a), *_chunks(pool_b)], pool_a.type)
+    )
     net = pa.Table.from_arrays(cols, schema=_net_schema(ctx, a.schema.field(f"a{FROM_FILE}").type))
     return _drop_unchanged(net, keep_moves), pool
+
+
+def _chunks(pool: Pool) -> list[pa.Array]:
+    return list(pool.chunks) if isinstance(pool, pa.ChunkedArray) else [pool]
 
 
 def _drop_unchanged(net: pa.Table, keep_moves: bool) -> pa.Table:
@@ -281,7 +298,7 @@ def rows_known(
     files: pa.ChunkedArray | pa.Array,
     positions: pa.ChunkedArray | pa.Array,
     refs: pa.ChunkedArray | pa.Array,
-    pool: pa.Array,
+    pool: Pool,
     columns: list[str],
 ) -> pa.Table:
     """rows_at(), taking each row from the row-image pool where its ref is set instead of its data file."""
@@ -307,7 +324,7 @@ def _ascending_run(refs: np.ndarray[Any, np.dtype[np.int64]]) -> int:
     return run if run >= 64 and refs[run - 1] - refs[0] < 8 * run else 0
 
 
-def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: pa.Array, columns: list[str]) -> pa.Table:
+def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: Pool, columns: list[str]) -> pa.Table:
     """The rows at `refs` (none null) of the row-image pool, as `columns`.
 
     Only the stored columns `columns` need are taken (a take of the whole struct would copy them all); the
@@ -315,19 +332,47 @@ def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: pa.
     """
     physical = ctx.layout.physical_columns(columns)
     at = np.asarray(refs.to_numpy(zero_copy_only=False), dtype=np.int64)
-    ascending = _ascending_run(at)
-    fields = [pool.field(c) for c in physical]
-    if ascending:  # a filter reads the pool front to back, several times faster than a take
-        low = int(at[0])
-        mask = np.zeros(int(at[ascending - 1]) - low + 1, dtype=bool)
-        mask[at[:ascending] - low] = True
-        selected = bits.to_arrow(mask)
-        fields = [
-            pa.chunked_array([f.slice(low, len(mask)).filter(selected), f.take(pa.array(at[ascending:]))])
-            for f in fields
-        ]
+    if isinstance(pool, pa.ChunkedArray):
+        fields = _taken_by_chunk(pool, physical, at)
     else:
-        fields = [f.take(pa.array(at)) for f in fields]
+        fields = _taken(pool, physical, at)
     stored = pa.Table.from_arrays(fields, names=physical)
     schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
     return ctx.layout.resolve(stored, columns).cast(schema)
+
+
+def _taken(
+    pool: pa.Array, names: list[str], at: np.ndarray[Any, np.dtype[np.int64]]
+) -> list[pa.Array | pa.ChunkedArray]:
+    """Fields `names` of the pool's rows `at`."""
+    ascending = _ascending_run(at)
+    fields = [pool.field(c) for c in names]
+    if not ascending:
+        return [f.take(pa.array(at)) for f in fields]
+    # A filter reads the pool front to back, several times faster than a take.
+    low = int(at[0])
+    mask = np.zeros(int(at[ascending - 1]) - low + 1, dtype=bool)
+    mask[at[:ascending] - low] = True
+    selected = bits.to_arrow(mask)
+    return [
+        pa.chunked_array([f.slice(low, len(mask)).filter(selected), f.take(pa.array(at[ascending:]))]) for f in fields
+    ]
+
+
+def _taken_by_chunk(pool: pa.ChunkedArray, names: list[str], at: np.ndarray[Any, np.dtype[np.int64]]) -> list[pa.Array]:
+    """_taken() from a pool left in chunks, one chunk at a time: Arrow's take from a chunked array joins its
+    chunks first, a copy of the whole pool for every batch of a diff."""
+    types = [pool.type.field(name).type for name in names]
+    if not len(at):
+        return [pa.array([], t) for t in types]
+    ends = np.cumsum([len(c) for c in pool.chunks])
+    chunk = np.searchsorted(ends, at, side="right")
+    order = np.argsort(chunk, kind="stable")
+    bounds = np.searchsorted(chunk[order], np.arange(len(ends) + 1))
+    taken: list[list[pa.Array]] = [[] for _ in names]
+    for c in np.flatnonzero(bounds[1:] > bounds[:-1]):
+        local = pa.array(at[order[bounds[c] : bounds[c + 1]]] - (ends[c] - len(pool.chunks[c])))
+        for parts, name in zip(taken, names, strict=True):
+            parts.append(pool.chunks[c].field(name).take(local))
+    inverse = pa.array(np.argsort(order))  # rows come out grouped by chunk: put them back in `at`'s order
+    return [pa.concat_arrays(parts).take(inverse) for parts in taken]

@@ -20,6 +20,7 @@ from .changeset import (
     TO_FILE,
     TO_POS,
     TO_REF,
+    Pool,
     net_images,
     pool_type,
     rows_known,
@@ -48,9 +49,7 @@ def _tagged(rows: pa.Table, kind: str) -> pa.Table:
 _START, _END = (FROM_FILE, FROM_POS, FROM_REF), (TO_FILE, TO_POS, TO_REF)
 
 
-def _state(
-    ctx: DatasetContext, net: pa.Table, side: tuple[str, str, str], pool: pa.Array, columns: list[str]
-) -> pa.Table:
+def _state(ctx: DatasetContext, net: pa.Table, side: tuple[str, str, str], pool: Pool, columns: list[str]) -> pa.Table:
     """Rows of `net`'s keys at one end of the diff: from the row-image pool when logged, else their files."""
     file, pos, ref = side
     return rows_known(ctx, net.column(file), net.column(pos), net.column(ref), pool, columns)
@@ -64,7 +63,8 @@ def iter_diff(
     Each table lists inserts, deletes, then the updated keys' pre-images and their post-images in the same
     key order (pairing them row by row would copy every updated row once more).
     """
-    net, pool = net_images(ctx, start, end)
+    # In batches the row-image pool stays in the logs' chunks: joined, it would hold every image of the range.
+    net, pool = net_images(ctx, start, end, join=batch_size is None)
     schema = diff_schema(ctx, columns)
     # Keys are equal on both sides of an update by construction: only the other columns can differ.
     compared = [c for c in columns if c not in ctx.meta.primary_keys]
@@ -78,7 +78,7 @@ def iter_diff(
 def _diff_part(
     ctx: DatasetContext,
     part: pa.Table,
-    pool: pa.Array,
+    pool: Pool,
     columns: list[str],
     compared: list[str],
     schema: pa.Schema,
