@@ -37,7 +37,7 @@ from .datafiles import Layout
 from .errors import InvalidInputError
 from .io import ObjectStore
 from .lru import ByteLRU
-from .records import RECORD_FILE, RECORD_POS, decode_columns, decode_values
+from .records import RECORD_FILE, RECORD_POS
 from .scan import SnapshotFiles
 
 DEFAULT_CACHE_BYTES = 256 << 20
@@ -153,7 +153,7 @@ class RandomAccess:
         values = {c: gathered.column(c).to_pylist() for c in self._index_columns}
         if self._wants_records:
             records = self._layout.reader.read(gathered.column(RECORD_FILE), gathered.column(RECORD_POS))
-            decoded = zip(self._record_schema.names, decode_columns(records, self._record_schema), strict=True)
+            decoded = zip(self._record_schema.names, self._layout.records.columns(records), strict=True)
             values.update((name, v) for name, v in decoded if name in self._wanted_records)
         names = self._columns
         return [dict(zip(names, row, strict=True)) for row in zip(*(values[c] for c in names), strict=True)]
@@ -219,7 +219,7 @@ class RandomAccess:
         return gathered.take(pa.array(restore))
 
     def _record_values(self, record: bytes | None) -> dict[str, Any]:
-        values = decode_values(record, self._record_schema)
+        values = self._layout.records.values(record)
         return {f.name: v for f, v in zip(self._record_schema, values, strict=True) if f.name in self._wanted_records}
 
     def _file(self, f: int) -> tuple[pq.FileMetaData, list[int]]:

@@ -14,7 +14,8 @@ from .arrow_cache import ArrowCache
 from .datafiles import ROW_GROUPS, Layout, WriteOptions, read_physical, read_positions, write_data_file
 from .errors import CorruptDatasetError
 from .formats import (
-    FORMAT_VERSION,
+    DATASET_FORMAT_VERSION,
+    DATASET_FORMAT_VERSIONS,
     META_FILE,
     check_format_version,
     decode_json,
@@ -24,7 +25,7 @@ from .formats import (
 )
 from .io import ObjectStore
 from .log import Log, LogEntry
-from .records import RecordReader
+from .records import RecordFormat, RecordReader
 from .refs import Tags
 from .scan import SnapshotFiles
 from .stats import stat_fields
@@ -39,12 +40,13 @@ class DatasetMeta:
     record_fields: list[str]
     created_at: datetime
     options: WriteOptions = field(default_factory=WriteOptions)
+    format_version: int = DATASET_FORMAT_VERSION  # what an existing dataset's _meta.json says
 
     def to_json(self) -> bytes:
         """Serialize for `_meta.json`."""
         return encode_json(
             {
-                "format_version": FORMAT_VERSION,
+                "format_version": self.format_version,
                 "schema": encode_schema(self.schema),
                 "columns": [f"{f.name}: {f.type}" for f in self.schema],  # for people reading the file
                 "primary_keys": self.primary_keys,
@@ -58,7 +60,7 @@ class DatasetMeta:
     def from_json(data: bytes, where: str) -> DatasetMeta:
         """Parse `_meta.json`."""
         obj: dict[str, Any] = decode_json(data, where)
-        check_format_version(obj, where)
+        check_format_version(obj, where, DATASET_FORMAT_VERSIONS)
         try:
             return DatasetMeta(
                 schema=decode_schema(obj["schema"]),
@@ -66,6 +68,7 @@ class DatasetMeta:
                 record_fields=list(obj["record_fields"]),
                 created_at=datetime.fromisoformat(obj["created_at"]),
                 options=WriteOptions(**obj.get("options", {})),
+                format_version=int(obj["format_version"]),
             )
         except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
             raise CorruptDatasetError(f"{where}: dataset metadata is malformed ({exc})") from exc
@@ -99,8 +102,9 @@ class DatasetContext:
         self.stat_fields = stat_fields(meta.schema, set(meta.record_fields))
         self.manifest_schema = mf.manifest_schema(meta.schema, meta.record_fields)
         cache = cache or RecordCacheOptions()
+        records = RecordFormat.of(pa.schema([meta.schema.field(c) for c in meta.record_fields]), meta.format_version)
         self.layout = Layout(
-            meta.schema, tuple(meta.record_fields), RecordReader(store, cache.directory, cache.max_bytes)
+            meta.schema, tuple(meta.record_fields), RecordReader(store, cache.directory, cache.max_bytes), records
         )
 
     @staticmethod

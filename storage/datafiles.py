@@ -19,7 +19,7 @@ from .errors import InvalidInputError
 from .formats import DATA_DIR, POS_COLUMN
 from .io import ObjectStore
 from .lru import ByteLRU
-from .records import ADDRESS_FIELDS, RECORD_CODECS, RECORD_FILE, RECORD_POS, RecordReader, decode_rows, write_records
+from .records import ADDRESS_FIELDS, RECORD_CODECS, RECORD_FILE, RECORD_POS, RecordFormat, RecordReader, write_records
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Layout:
     schema: pa.Schema
     record_fields: tuple[str, ...]
     reader: RecordReader
+    records: RecordFormat
 
     @property
     def physical_schema(self) -> pa.Schema:
@@ -83,9 +84,8 @@ class Layout:
         wanted = [c for c in columns if c in self.record_fields]
         if not wanted:
             return table.select(list(columns))
-        fields = pa.schema([self.schema.field(c) for c in self.record_fields])
         records = self.reader.read(table.column(RECORD_FILE), table.column(RECORD_POS))
-        decoded = dict(zip(self.record_fields, decode_rows(records, fields), strict=True))
+        decoded = dict(zip(self.record_fields, self.records.arrays(records), strict=True))
         arrays = [decoded[c] if c in decoded else table.column(c) for c in columns]
         fields = [self.schema.field(c) if c in decoded else table.schema.field(c) for c in columns]
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -161,6 +161,7 @@ def write_data_file(
         files, positions, written = write_records(
             store,
             table.select(list(layout.record_fields)),
+            layout.records,
             options.record_group_size,
             options.max_record_file_bytes,
             options.record_compression,

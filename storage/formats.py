@@ -13,6 +13,11 @@ from .errors import CorruptDatasetError
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+# A dataset's own version (its _meta.json): version 2 stores a lone binary or string record field as the bare
+# value (records.RecordFormat). Readers that know only version 1 then refuse the dataset instead of misreading
+# its records; version 1 datasets keep framing theirs.
+DATASET_FORMAT_VERSION = 2
+DATASET_FORMAT_VERSIONS = frozenset({1, 2})
 
 META_FILE = "_meta.json"
 LOG_DIR = "_log"
@@ -51,13 +56,15 @@ def decode_json(data: bytes, where: str) -> Any:
         ) from exc
 
 
-def check_format_version(obj: dict[str, Any], where: str) -> None:
+def check_format_version(
+    obj: dict[str, Any], where: str, supported: frozenset[int] = SUPPORTED_FORMAT_VERSIONS
+) -> None:
     """Refuse metadata written by a format this reader does not know."""
     version = obj.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
+    if version not in supported:
         raise CorruptDatasetError(
             f"{where}: format_version {version!r} is not supported by this Labelhouse (knows "
-            f"{sorted(SUPPORTED_FORMAT_VERSIONS)}); upgrade Labelhouse to read this dataset"
+            f"{sorted(supported)}); upgrade Labelhouse to read this dataset"
         )
 
 

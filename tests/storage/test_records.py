@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -162,3 +163,51 @@ def test_auto_picks_the_codec_from_a_sample_of_the_first_record() -> None:
 def test_an_unknown_record_codec_is_refused_with_the_choices() -> None:
     with pytest.raises(InvalidInputError, match=r"record_compression='gzip'.*auto, snappy, uncompressed"):
         WriteOptions(record_compression="gzip")
+
+
+def _stored_records(root: Path) -> list[bytes]:
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    out: list[bytes] = []
+    for name in sorted(os.listdir(root / "records")):
+        reader = ArrayRecordReader(str(root / "records" / name), "readahead_buffer_size:0,max_parallelism:0")
+        out += reader.read(list(range(reader.num_records())))
+        reader.close()
+    return out
+
+
+@pytest.mark.parametrize("kind", [pa.binary(), pa.large_binary(), pa.string(), pa.large_string()])
+def test_a_lone_binary_or_string_record_field_is_stored_bare(tmp_path: Path, kind: pa.DataType) -> None:
+    """Its records are the values themselves; null (no record) and empty (an empty record) stay apart."""
+    schema = pa.schema([("id", pa.int64()), ("blob", kind)])
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    values: list[Any] = ["é" * i if i % 3 else None for i in range(12)] + [""]
+    if not text:
+        values = [None if v is None else v.encode() for v in values]
+    table = pa.table({"id": list(range(len(values))), "blob": pa.array(values, kind)}, schema=schema)
+    ds = Catalog(tmp_path).create_dataset("bare", schema, ["id"], record_fields=["blob"])
+    ds.append(pa.Table.from_batches(table.to_batches(max_chunksize=5)))
+    stored = [v if isinstance(v, bytes) else v.encode() for v in values if v is not None]
+    assert _stored_records(tmp_path / "bare") == stored
+    ra = ds.random_access()
+    assert ra.__getitems__(list(range(len(values)))[::-1]) == table.to_pylist()[::-1]
+    assert [ra[i]["blob"] for i in range(len(values))] == values
+    assert ds.read_all(columns=schema.names).sort_by("id").equals(table)
+
+
+def test_a_format_1_dataset_keeps_framing_its_records(tmp_path: Path) -> None:
+    """A dataset created before bare records existed frames the records it writes after an upgrade too, so
+    its old and new record files read the same way."""
+    schema = pa.schema([("id", pa.int64()), ("blob", pa.binary())])
+    Catalog(tmp_path).create_dataset("old", schema, ["id"], record_fields=["blob"])
+    meta_path = tmp_path / "old" / "_meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["format_version"] == 2
+    meta_path.write_text(json.dumps({**meta, "format_version": 1}))
+    ds = Catalog(tmp_path).dataset("old")
+    table = pa.table({"id": [1, 2, 3], "blob": [b"abc", None, b""]}, schema=schema)
+    ds.append(table)
+    stored = _stored_records(tmp_path / "old")
+    assert len(stored) == 2 and all(record not in (b"abc", b"") for record in stored)  # headers in front
+    assert ds.random_access().__getitems__([0, 1, 2]) == table.to_pylist()
+    assert json.loads(meta_path.read_text())["format_version"] == 1
