@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from . import diskcache
+from . import bits, diskcache
 from .errors import CorruptDatasetError
 from .formats import RECORDS_DIR
 from .io import ObjectStore
@@ -160,7 +160,7 @@ def _bare_values(column: pa.ChunkedArray) -> Iterator[bytes | None]:
     for array in column.chunks:
         if not len(array):
             continue
-        valid = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else np.ones(len(array), bool)
+        valid = bits.valid(array)
         _sizes, payloads, _kind = _value_parts(array, valid)
         for value, ok in zip(payloads, valid.tolist(), strict=True):
             yield bytes(value) if ok else None
