@@ -65,14 +65,14 @@ def _empty_pool(ctx: DatasetContext) -> pa.Array:
     return pa.array([], pool_type(ctx))
 
 
-def net_along(ctx: DatasetContext, path: Sequence[LogEntry], join: bool = True) -> tuple[pa.Table, Pool]:
+def net_along(ctx: DatasetContext, path: Sequence[LogEntry], join_up_to: int | None = None) -> tuple[pa.Table, Pool]:
     """Per key touched along `path` (oldest first): location before the first and after the last commit.
 
     Also the row-image pool of the path: FROM_REF and TO_REF index the key's content before and after the
     path when the change logs recorded it. Keys changed once come first, in order of their change, so their
-    FROM_REF and TO_REF ascend together: pooled_rows() then reads the pool front to back. Unless `join`, the
-    pool keeps the logs' image columns as they are (chunks of mapped logs hold no heap) instead of copying
-    them into one array.
+    FROM_REF and TO_REF ascend together: pooled_rows() then reads the pool front to back. A pool of more
+    than `join_up_to` rows (None: no limit) keeps the logs' image columns as they are (chunks of mapped logs
+    hold no heap) instead of being copied into one array.
     """
     logs = logs_along(path)
     try:
@@ -83,10 +83,10 @@ def net_along(ctx: DatasetContext, path: Sequence[LogEntry], join: bool = True) 
             raise
         # A roll-up is only a shortcut: if one is unreadable, the commits' own logs say the same.
         parts = ch.load_all(ctx.store, plain)
-    return compose(ctx, parts, join)
+    return compose(ctx, parts, join_up_to)
 
 
-def compose(ctx: DatasetContext, logs: Sequence[pa.Table], join: bool = True) -> tuple[pa.Table, Pool]:
+def compose(ctx: DatasetContext, logs: Sequence[pa.Table], join_up_to: int | None = None) -> tuple[pa.Table, Pool]:
     """net_along() of change tables already loaded, oldest first. Its file columns hold the paths as the
     logs do: dictionary-encoded, or strings when a log held them so."""
     pks = ctx.meta.primary_keys
@@ -97,9 +97,10 @@ def compose(ctx: DatasetContext, logs: Sequence[pa.Table], join: bool = True) ->
     if len({p.schema.field("_old_file").type for p in stored} | {p.schema.field("_new_file").type for p in stored}) > 1:
         stored = [ch.plain(p) for p in stored]  # older logs, or a commit's own log, hold the paths as strings
     table = pa.concat_tables(stored, promote_options="permissive")
-    # The row-image pool (if `join`) and the rows' locations are joined into whole arrays on the helper thread
-    # while this one groups the keys: a take from chunks locates each index's chunk first and costs about
-    # twice as much.
+    # The row-image pool (unless too large) and the rows' locations are joined into whole arrays on the helper
+    # thread while this one groups the keys: a take from chunks locates each index's chunk first and costs
+    # about twice as much.
+    join = join_up_to is None or 2 * table.num_rows <= join_up_to  # an old and a new image per change
     images = beside(_pool, pool_type(ctx), parts, join)
     places = beside(table.select(["_old_file", "_old_pos", "_new_file", "_new_pos"]).combine_chunks)
     n = table.num_rows
@@ -181,10 +182,10 @@ def net_between(ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves:
 
 
 def net_images(
-    ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False, join: bool = True
+    ctx: DatasetContext, start: LogEntry, end: LogEntry, keep_moves: bool = False, join_up_to: int | None = None
 ) -> tuple[pa.Table, Pool]:
     """net_between() plus the pool of logged row images its FROM_REF and TO_REF columns index (see
-    net_along() for `join`); its file columns may be dictionary-encoded (a diff never turns most of them into
+    net_along() for `join_up_to`); its file columns may be dictionary-encoded (a diff never turns most of them into
     strings)."""
     if start.snapshot_id == end.snapshot_id:
         return _net_schema(ctx).empty_table(), _empty_pool(ctx)
@@ -194,8 +195,8 @@ def net_images(
     if to_start is None or to_end is None:
         return _drop_unchanged(_full_compare(ctx, start, end), keep_moves), _empty_pool(ctx)
     pks = ctx.meta.primary_keys
-    a, pool_a = net_along(ctx, to_start, join)
-    b, pool_b = net_along(ctx, to_end, join)
+    a, pool_a = net_along(ctx, to_start, join_up_to)
+    b, pool_b = net_along(ctx, to_end, join_up_to)
     if a.num_rows == 0:
         return _drop_unchanged(b, keep_moves), pool_b
     if b.num_rows == 0:  # `end` is an ancestor of `start`: the path's net change backwards
@@ -223,11 +224,10 @@ def net_images(
         pc.if_else(in_a, j.column(f"a{TO_REF}"), pc.add(j.column(f"b{FROM_REF}"), offset)),
         pc.if_else(in_b, pc.add(j.column(f"b{TO_REF}"), offset), j.column(f"a{FROM_REF}")),
     ]
-    pool = (
-        pa.concat_arrays([pool_a, pool_b])
-        if join
-        else pa.chunked_array([*_chunks(pool_a), *_chunks(pool_b)], pool_a.type)
-    )
+    if isinstance(pool_a, pa.ChunkedArray) or isinstance(pool_b, pa.ChunkedArray):
+        pool: Pool = pa.chunked_array([*_chunks(pool_a), *_chunks(pool_b)], pool_a.type)
+    else:
+        pool = pa.concat_arrays([pool_a, pool_b])
     net = pa.Table.from_arrays(cols, schema=_net_schema(ctx, a.schema.field(f"a{FROM_FILE}").type))
     return _drop_unchanged(net, keep_moves), pool
 
@@ -333,46 +333,61 @@ def pooled_rows(ctx: DatasetContext, refs: pa.ChunkedArray | pa.Array, pool: Poo
     physical = ctx.layout.physical_columns(columns)
     at = np.asarray(refs.to_numpy(zero_copy_only=False), dtype=np.int64)
     if isinstance(pool, pa.ChunkedArray):
-        fields = _taken_by_chunk(pool, physical, at)
+        stored = _taken_by_chunk(pool, physical, at)
     else:
-        fields = _taken(pool, physical, at)
-    stored = pa.Table.from_arrays(fields, names=physical)
+        stored = _taken(_fields(pool, physical), at)
     schema = pa.schema([ctx.meta.schema.field(c) for c in columns])
     return ctx.layout.resolve(stored, columns).cast(schema)
 
 
-def _taken(
-    pool: pa.Array, names: list[str], at: np.ndarray[Any, np.dtype[np.int64]]
-) -> list[pa.Array | pa.ChunkedArray]:
-    """Fields `names` of the pool's rows `at`."""
+def _fields(pool: pa.Array, names: list[str]) -> pa.RecordBatch:
+    """The fields `names` of a pool's rows as they are: RecordBatch.from_struct_array() would first merge the
+    struct's nulls into every field (about a millisecond a diff)."""
+    return pa.RecordBatch.from_arrays([pool.field(n) for n in names], names=names)
+
+
+def _taken(rows: pa.RecordBatch, at: np.ndarray[Any, np.dtype[np.int64]]) -> pa.Table:
+    """The rows `at` of `rows`."""
     ascending = _ascending_run(at)
-    fields = [pool.field(c) for c in names]
     if not ascending:
-        return [f.take(pa.array(at)) for f in fields]
+        return pa.Table.from_batches([rows.take(pa.array(at))])
     # A filter reads the pool front to back, several times faster than a take.
     low = int(at[0])
     mask = np.zeros(int(at[ascending - 1]) - low + 1, dtype=bool)
     mask[at[:ascending] - low] = True
-    selected = bits.to_arrow(mask)
-    return [
-        pa.chunked_array([f.slice(low, len(mask)).filter(selected), f.take(pa.array(at[ascending:]))]) for f in fields
-    ]
+    parts = [rows.slice(low, len(mask)).filter(bits.to_arrow(mask))]
+    if ascending < len(at):
+        parts.append(rows.take(pa.array(at[ascending:])))
+    return pa.Table.from_batches(parts)
 
 
-def _taken_by_chunk(pool: pa.ChunkedArray, names: list[str], at: np.ndarray[Any, np.dtype[np.int64]]) -> list[pa.Array]:
-    """_taken() from a pool left in chunks, one chunk at a time: Arrow's take from a chunked array joins its
-    chunks first, a copy of the whole pool for every batch of a diff."""
-    types = [pool.type.field(name).type for name in names]
-    if not len(at):
-        return [pa.array([], t) for t in types]
+def _taken_by_chunk(pool: pa.ChunkedArray, names: list[str], at: np.ndarray[Any, np.dtype[np.int64]]) -> pa.Table:
+    """_taken() of the fields `names` from a pool left in chunks, one chunk at a time: Arrow's take from a
+    chunked array joins its chunks first, a copy of the whole pool for every batch of a diff."""
     ends = np.cumsum([len(c) for c in pool.chunks])
     chunk = np.searchsorted(ends, at, side="right")
-    order = np.argsort(chunk, kind="stable")
-    bounds = np.searchsorted(chunk[order], np.arange(len(ends) + 1))
-    taken: list[list[pa.Array]] = [[] for _ in names]
+    # Refs of keys changed once ascend, so their chunks come in order; only the rest are regrouped.
+    falls = np.flatnonzero(chunk[1:] < chunk[:-1])
+    run = int(falls[0]) + 1 if len(falls) else len(at)
+    front = _in_chunks(pool, names, ends, at[:run], chunk[:run])
+    if run == len(at):
+        return front
+    order = np.argsort(chunk[run:], kind="stable")
+    back = _in_chunks(pool, names, ends, at[run:][order], chunk[run:][order])
+    return pa.concat_tables([front, back.take(pa.array(np.argsort(order)))])
+
+
+def _in_chunks(
+    pool: pa.ChunkedArray,
+    names: list[str],
+    ends: np.ndarray[Any, np.dtype[np.int64]],
+    at: np.ndarray[Any, np.dtype[np.int64]],
+    chunk: np.ndarray[Any, np.dtype[np.intp]],
+) -> pa.Table:
+    """Rows `at` of the pool, which lie in the chunks `chunk` (in ascending order)."""
+    bounds = np.searchsorted(chunk, np.arange(len(ends) + 1))
+    tables = [pa.schema([pool.type.field(n) for n in names]).empty_table()]
     for c in np.flatnonzero(bounds[1:] > bounds[:-1]):
-        local = pa.array(at[order[bounds[c] : bounds[c + 1]]] - (ends[c] - len(pool.chunks[c])))
-        for parts, name in zip(taken, names, strict=True):
-            parts.append(pool.chunks[c].field(name).take(local))
-    inverse = pa.array(np.argsort(order))  # rows come out grouped by chunk: put them back in `at`'s order
-    return [pa.concat_arrays(parts).take(inverse) for parts in taken]
+        rows = _fields(pool.chunks[c], names)
+        tables.append(_taken(rows, at[bounds[c] : bounds[c + 1]] - (ends[c] - len(rows))))
+    return pa.concat_tables(tables)

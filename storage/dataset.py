@@ -542,8 +542,9 @@ class Dataset:
         """diff() as a stream of tables covering at most `batch_size` changed keys each (bounded memory).
 
         It holds one batch's rows and, for the whole range, some tens of bytes per change (keys and row
-        locations). Row images stay where the change logs keep them, memory-mapped on a local store; logs of
-        more than 16,384 changes, and every log on an object store, are held in memory while it runs.
+        locations). Row images of more than four batches' rows stay where the change logs keep them,
+        memory-mapped on a local store (fewer are copied into one array, which reads faster); logs of more
+        than 16,384 changes, and every log on an object store, are held in memory while it runs.
         """
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")

@@ -63,8 +63,9 @@ def iter_diff(
     Each table lists inserts, deletes, then the updated keys' pre-images and their post-images in the same
     key order (pairing them row by row would copy every updated row once more).
     """
-    # In batches the row-image pool stays in the logs' chunks: joined, it would hold every image of the range.
-    net, pool = net_images(ctx, start, end, join=batch_size is None)
+    # In batches, a row-image pool of more rows than a few batches stays in the logs' chunks: joined, it would
+    # hold every image of the range.
+    net, pool = net_images(ctx, start, end, join_up_to=None if batch_size is None else 4 * batch_size)
     schema = diff_schema(ctx, columns)
     # Keys are equal on both sides of an update by construction: only the other columns can differ.
     compared = [c for c in columns if c not in ctx.meta.primary_keys]
