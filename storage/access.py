@@ -69,7 +69,7 @@ class RandomAccess:
         self._columns = list(columns)
         self._physical = layout.physical_columns(self._columns)
         self._index_columns = [c for c in self._columns if c not in layout.record_fields]
-        self._record_schema = pa.schema([layout.schema.field(c) for c in layout.record_fields])
+        self._record_schema = layout.records.schema
         # Rows are assembled index columns first, then record fields; reorder only if asked otherwise.
         self._wanted_records = {c for c in layout.record_fields if c in self._columns}
         self._wants_records = bool(self._wanted_records)
