@@ -93,13 +93,19 @@ def _value_parts(array: pa.Array, valid: npt.NDArray[np.bool_]) -> tuple[npt.NDA
         one_row = [pa.record_batch([array.slice(i, 1)], names=["v"]) if v else None for i, v in enumerate(flags)]
         payloads = [b"" if batch is None else batch.serialize() for batch in one_row]
         return np.array([len(p) for p in payloads], np.uint64), payloads, _IPC
+    offsets, payloads = _raw_slices(array, flags)
+    return np.where(valid, np.diff(offsets), 0).astype(np.uint64), payloads, _RAW
+
+
+def _raw_slices(array: pa.Array, flags: list[bool]) -> tuple[npt.NDArray[Any], list[Any]]:
+    """A binary or string array's offsets, and its values as slices of its data buffer (empty where not
+    `flags`)."""
     wide = pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type)
     _validity, offsets_buf, data_buf = array.buffers()
     offsets = np.frombuffer(offsets_buf, np.int64 if wide else np.int32)[array.offset :][: len(array) + 1]
     data = memoryview(data_buf if data_buf is not None else b"")
     bounds = offsets.tolist()
-    payloads = [data[bounds[i] : bounds[i + 1]] if v else b"" for i, v in enumerate(flags)]
-    return np.where(valid, np.diff(offsets), 0).astype(np.uint64), payloads, _RAW
+    return offsets, [data[bounds[i] : bounds[i + 1]] if v else b"" for i, v in enumerate(flags)]
 
 
 def encode_rows(table: pa.Table) -> Iterator[bytes | None]:
@@ -118,7 +124,7 @@ def encode_rows(table: pa.Table) -> Iterator[bytes | None]:
         parts: list[list[Any]] = []
         for j, array in enumerate(batch.columns):
             if array.null_count:
-                valid[:, j] = array.is_valid().to_numpy(zero_copy_only=False)
+                valid[:, j] = bits.valid(array)
             sizes, payloads, kind = _value_parts(array, valid[:, j])
             head["kind"][:, j] = np.where(valid[:, j], kind, _NULL)
             head["size"][:, j] = sizes
@@ -160,9 +166,9 @@ def _bare_values(column: pa.ChunkedArray) -> Iterator[bytes | None]:
     for array in column.chunks:
         if not len(array):
             continue
-        valid = bits.valid(array)
-        _sizes, payloads, _kind = _value_parts(array, valid)
-        for value, ok in zip(payloads, valid.tolist(), strict=True):
+        flags = bits.valid(array).tolist()
+        _offsets, payloads = _raw_slices(array, flags)
+        for value, ok in zip(payloads, flags, strict=True):
             yield bytes(value) if ok else None
 
 
