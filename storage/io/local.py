@@ -36,9 +36,33 @@ def staging_path(store: ObjectStore, path: str) -> str:
         fd, tmp = tempfile.mkstemp(suffix=f"-{os.path.basename(path)}")
         os.close(fd)
         return tmp
-    directory = os.path.dirname(local)
+    tmp, fd = _open_new(os.path.dirname(local))
+    os.close(fd)  # the empty file holds the directory until the caller's writer replaces its contents
+    return tmp
+
+
+# Attempts at creating a file in a directory that concurrent deletes keep removing (one retry is rare).
+_CREATE_ATTEMPTS = 10
+
+
+def _open_new(directory: str) -> tuple[str, int]:
+    """A new temporary file in `directory` (made if missing), open for writing: its path and descriptor.
+
+    delete() removes the directories it empties, so another writer's delete can remove `directory` between
+    making it and creating the file in it (or, inside os.makedirs, between its mkdir finding the directory
+    and its check that it is one: FileExistsError); then it is made again. Once the file exists the
+    directory is not empty, and stays while the file is written and moved to its final name beside it.
+    """
+    for _ in range(_CREATE_ATTEMPTS - 1):
+        with contextlib.suppress(FileNotFoundError, FileExistsError):
+            return _create_in(directory)
+    return _create_in(directory)
+
+
+def _create_in(directory: str) -> tuple[str, int]:
     os.makedirs(directory, exist_ok=True)
-    return os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+    tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+    return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
 
 class LocalStore:
@@ -64,10 +88,7 @@ class LocalStore:
         return os.path.join(self._root, *check_relative(path).split("/"))
 
     def _write_tmp(self, final: str, data: bytes) -> str:
-        directory = os.path.dirname(final)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        tmp, fd = _open_new(os.path.dirname(final))
         try:
             view = memoryview(data)
             while view:
@@ -95,9 +116,13 @@ class LocalStore:
         if os.path.dirname(os.path.abspath(local_file)) == directory:
             tmp = local_file  # staged beside its final name (staging_path): moved, not copied
         else:
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
-            shutil.copyfile(local_file, tmp)
+            tmp, fd = _open_new(directory)
+            os.close(fd)
+            try:
+                shutil.copyfile(local_file, tmp)
+            except BaseException:
+                os.unlink(tmp)
+                raise
         _fsync(tmp)
         os.replace(tmp, final)
         _fsync(directory)

@@ -203,3 +203,34 @@ def cached_reader(root: str, name: str, cache_dir: str, worker: int, barrier: Ba
     barrier.wait(timeout=BARRIER_TIMEOUT)
     rows = ds.read_all().sort_by("id").to_pylist()
     out.put((worker, rows))
+
+
+def directory_churner(root: str, worker: int, seconds: float, barrier: Barrier, out: Queue[Any]) -> None:
+    """Create objects in one directory and delete them again for `seconds`, every way the local store
+    creates one in turn; delete() removes the directory whenever it empties it. Reports the errors seen."""
+    from storage.io.local import LocalStore, staging_path
+
+    store = LocalStore(root)
+    outside = os.path.join(root, f"src-{worker}")
+    os.makedirs(outside)
+    errors: list[str] = []
+    barrier.wait(BARRIER_TIMEOUT)
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        path = f"dv/{worker}-{n}.dv"
+        try:
+            if n % 4 == 0:
+                store.write_bytes(path, b"x")
+            elif n % 4 == 1:
+                store.put_if_absent(path, b"x")
+            else:
+                local = staging_path(store, path) if n % 4 == 2 else os.path.join(outside, "f")
+                with open(local, "wb") as f:
+                    f.write(b"x")
+                store.put_file(path, local)
+            store.delete(path)
+        except OSError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    out.put((worker, n, errors))

@@ -13,7 +13,7 @@ from typing import Any
 
 from _disk import unreferenced_files
 from _model import SINGLE_KEY, Layout, Model
-from _procs import CONFLICT, CommitReport, concurrent_writer, idempotent_writer, racing_creator
+from _procs import CONFLICT, CommitReport, concurrent_writer, directory_churner, idempotent_writer, racing_creator
 
 from storage import Catalog, faults
 
@@ -175,3 +175,14 @@ def test_racing_creates_with_exist_ok_all_get_the_one_dataset(catalog: Catalog, 
         ds = catalog.dataset(name)
         assert ds.count() == WORKERS
         assert ds.versions().column("operation").to_pylist().count("create") == 1
+
+
+def test_objects_created_in_a_directory_that_deletes_keep_removing_all_land(
+    tmp_path: Path, spawn: SpawnContext
+) -> None:
+    # delete() removes the directories it empties. A writer that made the directory an instant earlier must
+    # make it again, not fail with FileNotFoundError (an 8-process load test lost a commit to this race).
+    results = run_workers(spawn, directory_churner, lambda w: (str(tmp_path), w, 3.0))
+    assert [errors for _, _, errors in sorted(results)] == [[]] * WORKERS
+    assert all(n > 100 for _, n, _ in results), results  # the processes really churned the directory
+    assert not (tmp_path / "dv").exists()  # the last delete emptied it, so it went too
