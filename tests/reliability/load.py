@@ -157,4 +157,5 @@ def audit(backend: str, cat: Catalog, reports: list[WorkerReport], processes: in
         rows_unacknowledged=unacked,
         errors=sum(len(r.errors) for r in reports),
         valid=valid,
+        error_messages=tuple(m for r in reports for m in r.errors)[:5],
     )

@@ -33,6 +33,7 @@ class LoadResult:
     rows_unacknowledged: int  # present although the writer never saw its commit succeed
     errors: int
     valid: bool
+    error_messages: tuple[str, ...] = ()  # the first few, so a failed run says what went wrong
 
     @property
     def commits_per_second(self) -> float:
